@@ -1,0 +1,5 @@
+import sys
+
+from tvlars.cli import main
+
+sys.exit(main())
