@@ -1,0 +1,162 @@
+"""What LARS, TVLARS and LAMB share: the adaptation rule, the step loop, validation.
+
+A subclass provides ``_init_state(param, state, group)`` and
+``_update_group(group, params, grads, states, adapted, path, stats)``; this base class
+gathers the parameters that have gradients, decides which of them are adapted, counts
+steps, and collects the per-layer norms for telemetry when asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from tvlars.optim._paths import resolve_path
+from tvlars.optim._stats import LayerStats
+
+
+def require(condition: bool, name: str, value: Any, rule: str) -> None:
+    """Raise ``ValueError`` naming the argument, its value and the rule it broke."""
+    if not condition:
+        raise ValueError(f"Invalid {name}: {value!r} (must be {rule})")
+
+
+def is_adapted(param: Tensor, group: dict) -> bool:
+    """Whether a parameter receives weight decay and the trust ratio.
+
+    A group's ``adapt=True/False`` decides; otherwise ``exclude_1d`` excludes tensors with
+    ``ndim <= 1`` (biases and normalization scales and shifts).
+    """
+    if group["adapt"] is not None:
+        return bool(group["adapt"])
+    return not (group["exclude_1d"] and param.ndim <= 1)
+
+
+class LayerStatsCollector:
+    """Accumulates the norms a step computed, in group order, into one ``LayerStats``."""
+
+    def __init__(self) -> None:
+        self.stats = LayerStats(params=[], weight_norm=[], grad_norm=[], trust_ratio=[], lr=[])
+
+    def add(
+        self,
+        params: list[Tensor],
+        weight_norms: Iterable[Tensor],
+        grad_norms: Iterable[Tensor],
+        trust_ratios: Iterable[Tensor],
+        lr: float,
+    ) -> None:
+        self.stats.params.extend(params)
+        self.stats.weight_norm.extend(weight_norms)
+        self.stats.grad_norm.extend(grad_norms)
+        self.stats.trust_ratio.extend(trust_ratios)
+        self.stats.lr.extend([lr] * len(params))
+
+
+class LayerwiseOptimizer(Optimizer):
+    """Base class of the layer-wise adaptive optimizers.
+
+    Each param group carries ``step``, the number of steps this optimizer has applied
+    (``t`` of the spec). It is a host-side integer, saved by ``state_dict``, so that
+    per-step factors such as TVLARS's phi(t) are computed without touching the device.
+    """
+
+    #: Set to ``True`` (by ``tvlars.telemetry``) to have each step fill ``layer_stats``.
+    record_layer_stats: bool = False
+    #: The per-layer norms of the last step, when ``record_layer_stats`` was set.
+    layer_stats: LayerStats | None = None
+
+    def __init__(
+        self,
+        params,
+        defaults: dict[str, Any],
+        *,
+        foreach: bool | None,
+        fused: bool | None,
+    ) -> None:
+        require(not (fused and foreach), "foreach/fused", (foreach, fused),
+                "at most one of foreach=True and fused=True")
+        defaults = {**defaults, "adapt": None, "foreach": foreach, "fused": fused}
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        # A group added mid-run continues the optimizer's step count, not a new one.
+        current_step = self.param_groups[0]["step"] if self.param_groups else 0
+        param_group.setdefault("step", current_step)
+        super().add_param_group(param_group)
+        if param_group["adapt"] is not None and not isinstance(param_group["adapt"], bool):
+            raise ValueError(f"Invalid adapt: {param_group['adapt']!r} (must be True, False or None)")
+        self._validate_group(param_group)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("step", 0)
+            group.setdefault("adapt", None)
+            group.setdefault("foreach", None)
+            group.setdefault("fused", None)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        """Check one group's hyperparameters; subclasses extend."""
+        require(float(group["lr"]) >= 0.0, "lr", group["lr"], ">= 0")
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        """Apply one update to every parameter that has a gradient.
+
+        Returns the closure's loss when a closure is given (it is evaluated with
+        gradients enabled, as in ``torch.optim``).
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        collector = LayerStatsCollector() if self.record_layer_stats else None
+        for group in self.param_groups:
+            params, grads, states, adapted = [], [], [], []
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                if param.grad.is_sparse:
+                    raise RuntimeError(
+                        f"{type(self).__name__} does not support sparse gradients: the trust "
+                        "ratio needs the whole gradient's norm. Use a dense embedding "
+                        "(sparse=False) or a sparse optimizer such as torch.optim.SparseAdam."
+                    )
+                if torch.is_complex(param):
+                    raise RuntimeError(f"{type(self).__name__} does not support complex parameters")
+                state = self.state[param]
+                if not state:
+                    self._init_state(param, state, group)
+                params.append(param)
+                grads.append(param.grad)
+                states.append(state)
+                adapted.append(is_adapted(param, group))
+            if params:
+                adapted_numel = sum(p.numel() for p, a in zip(params, adapted) if a)
+                path = resolve_path(group["foreach"], group["fused"], params[0].device, adapted_numel)
+                self._update_group(group, params, grads, states, adapted, path, collector)
+            group["step"] += 1
+
+        self.layer_stats = collector.stats if collector is not None else None
+        return loss
+
+    def _init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _update_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[dict[str, Any]],
+        adapted: list[bool],
+        path: str,
+        collector: LayerStatsCollector | None,
+    ) -> None:
+        raise NotImplementedError

@@ -1,0 +1,143 @@
+"""Choosing and running an execution path: single-tensor, multi-tensor (foreach) or fused.
+
+Every optimizer here writes its per-parameter update once, as a plain function of one
+tensor (the *single-tensor reference path*). The *fused path* is that same function run
+through ``torch.compile``: inductor turns the norms, the trust ratio, the moment updates
+and the parameter update into two passes over memory. Because both paths run the same
+source, they cannot drift apart. The *multi-tensor path* is written separately with
+``torch._foreach_*`` ops, which cut the per-tensor dispatch cost on small tensors.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+SINGLE = "single"
+FOREACH = "foreach"
+FUSED = "fused"
+
+# Below this many adapted elements in a param group, compilation costs more than it saves
+# in any short run (see docs/benchmarks.md), so the automatic choice stays with foreach.
+FUSED_MIN_NUMEL = 1 << 20
+
+
+def resolve_path(foreach: bool | None, fused: bool | None, device: torch.device, numel: int) -> str:
+    """The path a param group's step takes.
+
+    ``fused=True`` and ``foreach=True/False`` are obeyed. With both left at ``None`` the
+    fused path is taken where the compiler works for the device and the group is large
+    enough to repay compilation, else the multi-tensor path.
+    """
+    if fused:
+        return FUSED
+    if foreach is not None:
+        return FOREACH if foreach else SINGLE
+    if fused is None and numel >= FUSED_MIN_NUMEL and compile_supported(device):
+        return FUSED
+    return FOREACH
+
+
+@functools.cache
+def _compiler_present(device_type: str) -> bool:
+    if device_type == "cpu":
+        try:
+            from torch._inductor.cpp_builder import get_cpp_compiler
+
+            return shutil.which(get_cpp_compiler()) is not None
+        except Exception:  # noqa: BLE001 - any failure means "no usable compiler"
+            return False
+    if device_type == "cuda":
+        try:
+            from torch.utils._triton import has_triton
+
+            return has_triton()
+        except Exception:  # noqa: BLE001
+            return False
+    return False
+
+
+_compile_failed: set[str] = set()
+
+
+def compile_supported(device: torch.device) -> bool:
+    """Whether ``torch.compile`` is expected to work for tensors on ``device``."""
+    if device.type in _compile_failed:
+        return False
+    if torch.compiler.is_compiling():
+        # The caller is already being compiled as a whole; nesting would only recompile.
+        return False
+    return _compiler_present(device.type)
+
+
+@functools.cache
+def compiled(function: Callable) -> Callable:
+    """``torch.compile`` of a per-tensor update, shared by every optimizer instance.
+
+    Shapes are dynamic so that one compiled kernel serves every tensor size, and every
+    value that changes from step to step (lr, phi, bias corrections) is passed as a 0-d
+    tensor, so that an LR scheduler never forces a recompilation.
+    """
+    # Each dtype, momentum form and clamp setting is its own graph; a test suite or a
+    # process that trains several models can need more than dynamo's default of 8.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    return torch.compile(function, dynamic=True, fullgraph=True)
+
+
+def run_fused(
+    function: Callable, device: torch.device, strict: bool, *args, **kwargs
+):
+    """Run ``compiled(function)``; on a compiler failure fall back to eager (unless strict).
+
+    The fallback is per tensor, so a failure part-way through a group never applies an
+    update twice or skips one.
+    """
+    if device.type not in _compile_failed:
+        try:
+            return compiled(function)(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001
+            if strict:
+                raise RuntimeError(
+                    f"fused=True, but torch.compile failed on {device.type}: {error}. "
+                    "Pass foreach=True (multi-tensor) or fused=None (automatic fallback)."
+                ) from error
+            _compile_failed.add(device.type)
+            warnings.warn(
+                f"torch.compile failed on {device.type} ({type(error).__name__}: {error}); "
+                "tvlars optimizers fall back to eager updates on this device.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    return function(*args, **kwargs)
+
+
+def flat(tensor: Tensor) -> Tensor:
+    """A 1-D view where possible, so one compiled kernel serves every layer shape."""
+    return tensor.view(-1) if tensor.is_contiguous() else tensor
+
+
+def scalar(value: float) -> Tensor:
+    """A 0-d float64 CPU tensor: a per-step value that compiled code takes as an input."""
+    return torch.tensor(value, dtype=torch.float64)
+
+
+def norm_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Norms accumulate in at least float32, so that bfloat16 layers get usable ratios."""
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def group_by_device_and_dtype(
+    indices: Sequence[int], tensors: Sequence[Tensor]
+) -> dict[tuple[torch.device, torch.dtype], list[int]]:
+    """Indices of ``tensors`` bucketed so each bucket can go through one foreach call."""
+    buckets: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
+    for index in indices:
+        tensor = tensors[index]
+        buckets[(tensor.device, tensor.dtype)].append(index)
+    return buckets

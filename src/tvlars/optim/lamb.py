@@ -1,0 +1,195 @@
+"""LAMB (You et al. 2020): Adam's direction with a layer-wise trust ratio.
+
+For a parameter tensor ``w`` with gradient ``g``, at step count ``s = t + 1``::
+
+    m = b1*m + (1-b1)*g;   v = b2*v + (1-b2)*g*g
+    mh, vh = m/(1-b1^s), v/(1-b2^s)       (without bias correction: m, v)
+    u = mh / (sqrt(vh) + eps)
+    adapted:   u = u + wd*w;   r = |w| (clamped into weight_norm_clamp when set)
+               trust = r/|u|   if r > 0 and |u| > 0, else 1
+    excluded:  trust = 1
+    w = w - lr*trust*u
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tvlars.optim._base import LayerStatsCollector, LayerwiseOptimizer, require
+from tvlars.optim._paths import (
+    FOREACH,
+    FUSED,
+    flat,
+    group_by_device_and_dtype,
+    norm_dtype,
+    run_fused,
+    scalar,
+)
+
+
+def _lamb_trust_ratio(weight_norm: Tensor, direction_norm: Tensor,
+                      weight_norm_clamp: tuple[float, float] | None) -> Tensor:
+    """``r / |u|`` with ``r = |w|`` clamped into ``weight_norm_clamp``; 1 where r or |u| is 0."""
+    if weight_norm_clamp is not None:
+        weight_norm = weight_norm.clamp(min=weight_norm_clamp[0], max=weight_norm_clamp[1])
+    ratio = weight_norm / direction_norm
+    return torch.where((weight_norm > 0) & (direction_norm > 0), ratio, torch.ones_like(ratio))
+
+
+def lamb_tensor(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, lr,
+                bias_correction1, bias_correction2, *, beta1: float, beta2: float, eps: float,
+                weight_decay: float, weight_norm_clamp: tuple[float, float] | None,
+                adapted: bool):
+    """One layer of LAMB. Returns ``(|w|, |u|, trust)`` for adapted layers, else ``None``.
+
+    This function is both the single-tensor reference path and, through
+    ``torch.compile``, the fused path.
+    """
+    exp_avg.mul_(beta1).add_((1 - beta1) * grad)
+    exp_avg_sq.mul_(beta2).add_((1 - beta2) * grad * grad)
+    direction = (exp_avg / bias_correction1) / ((exp_avg_sq / bias_correction2).sqrt() + eps)
+    if not adapted:
+        param.sub_(lr * direction)
+        return None
+    direction = direction + weight_decay * param
+    accumulate = norm_dtype(param.dtype)
+    weight_norm = torch.linalg.vector_norm(param, dtype=accumulate)
+    direction_norm = torch.linalg.vector_norm(direction, dtype=accumulate)
+    trust = _lamb_trust_ratio(weight_norm, direction_norm, weight_norm_clamp)
+    param.sub_(lr * trust * direction)
+    return weight_norm, direction_norm, trust
+
+
+def lamb_foreach(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
+                 exp_avg_sqs: list[Tensor], lr: float, bias_correction1: float,
+                 bias_correction2: float, *, beta1: float, beta2: float, eps: float,
+                 weight_decay: float, weight_norm_clamp: tuple[float, float] | None,
+                 adapted: bool):
+    """Multi-tensor form of :func:`lamb_tensor` for tensors of one device and dtype."""
+    torch._foreach_mul_(exp_avgs, beta1)
+    torch._foreach_add_(exp_avgs, grads, alpha=1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+    denominators = torch._foreach_div(exp_avg_sqs, bias_correction2)
+    torch._foreach_sqrt_(denominators)
+    torch._foreach_add_(denominators, eps)
+    directions = torch._foreach_div(exp_avgs, bias_correction1)
+    torch._foreach_div_(directions, denominators)
+    if not adapted:
+        torch._foreach_add_(params, directions, alpha=-lr)
+        return None
+    if weight_decay != 0:
+        torch._foreach_add_(directions, params, alpha=weight_decay)
+    accumulate = norm_dtype(params[0].dtype)
+    weight_norms = torch.stack(torch._foreach_norm(params, 2, dtype=accumulate))
+    direction_norms = torch.stack(torch._foreach_norm(directions, 2, dtype=accumulate))
+    trusts = _lamb_trust_ratio(weight_norms, direction_norms, weight_norm_clamp).unbind(0)
+    torch._foreach_mul_(directions, trusts)
+    torch._foreach_add_(params, directions, alpha=-lr)
+    return weight_norms.unbind(0), direction_norms.unbind(0), trusts
+
+
+class LAMB(LayerwiseOptimizer):
+    r"""Layer-wise Adaptive Moments for Batch training (You et al. 2020).
+
+    .. math::
+        w_{t+1} = w_t - \text{lr}\,\frac{\phi(\|w_t\|)}{\|u_t\|}\,u_t,\qquad
+        u_t = \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon} + w_d w_t
+
+    Args:
+        params: parameters or param groups.
+        lr: learning rate.
+        betas: coefficients of the first and second moment averages, each in [0, 1).
+        eps: added to the denominator (> 0 keeps it away from zero).
+        weight_decay: decoupled into the direction ``u`` of adapted parameters.
+        bias_correction: divide the moments by ``1 - beta^s``.
+        weight_norm_clamp: ``(lo, hi)`` clamp of ``|w|`` in the ratio (authors: (0, 10)).
+        exclude_1d, foreach, fused: as in :class:`~tvlars.optim.lars.LARS`.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-6, weight_decay: float = 0.01, bias_correction: bool = True,
+                 weight_norm_clamp: tuple[float, float] | None = None, exclude_1d: bool = True,
+                 *, foreach: bool | None = None, fused: bool | None = None) -> None:
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        bias_correction=bias_correction,
+                        weight_norm_clamp=None if weight_norm_clamp is None
+                        else tuple(weight_norm_clamp),
+                        exclude_1d=exclude_1d)
+        super().__init__(params, defaults, foreach=foreach, fused=fused)
+
+    @classmethod
+    def official(cls, params, lr: float, weight_decay: float = 5e-4, **kwargs) -> LAMB:
+        """The arithmetic of the TVLARS authors' published LAMB: no bias correction,
+        ``|w|`` clamped into [0, 10], every parameter adapted, ``eps=1e-6``."""
+        return cls(params, lr=lr, weight_decay=weight_decay, bias_correction=False,
+                   weight_norm_clamp=(0.0, 10.0), exclude_1d=False, eps=1e-6, **kwargs)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        beta1, beta2 = group["betas"]
+        require(0.0 <= beta1 < 1.0, "betas[0]", beta1, "in [0, 1)")
+        require(0.0 <= beta2 < 1.0, "betas[1]", beta2, "in [0, 1)")
+        require(group["eps"] >= 0.0, "eps", group["eps"], ">= 0")
+        require(group["weight_decay"] >= 0.0, "weight_decay", group["weight_decay"], ">= 0")
+        clamp = group["weight_norm_clamp"]
+        require(clamp is None or (len(clamp) == 2 and 0.0 <= clamp[0] <= clamp[1]),
+                "weight_norm_clamp", clamp, "None or (lo, hi) with 0 <= lo <= hi")
+
+    def _init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def _update_group(self, group, params, grads, states, adapted, path, collector) -> None:
+        beta1, beta2 = group["betas"]
+        step_count = group["step"] + 1
+        if group["bias_correction"]:
+            bias_correction1, bias_correction2 = 1 - beta1**step_count, 1 - beta2**step_count
+        else:
+            bias_correction1 = bias_correction2 = 1.0
+        lr = float(group["lr"])
+        options = dict(beta1=beta1, beta2=beta2, eps=group["eps"],
+                       weight_decay=group["weight_decay"],
+                       weight_norm_clamp=group["weight_norm_clamp"])
+        exp_avgs = [state["exp_avg"] for state in states]
+        exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+        norms: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+
+        def foreach_over(indices_all: list[int], is_adapted: bool) -> None:
+            for indices in group_by_device_and_dtype(indices_all, params).values():
+                results = lamb_foreach(
+                    [params[i] for i in indices], [grads[i] for i in indices],
+                    [exp_avgs[i] for i in indices], [exp_avg_sqs[i] for i in indices],
+                    lr, bias_correction1, bias_correction2, adapted=is_adapted, **options)
+                if results is not None:
+                    norms.update(zip(indices, zip(*results)))
+
+        adapted_idx = [i for i, a in enumerate(adapted) if a]
+        excluded_idx = [i for i, a in enumerate(adapted) if not a]
+        if path == FOREACH:
+            foreach_over(excluded_idx, False)
+            foreach_over(adapted_idx, True)
+        elif path == FUSED:
+            # Excluded layers are small (biases, norms): one foreach call beats per-tensor kernels.
+            foreach_over(excluded_idx, False)
+            per_step = (scalar(lr), scalar(bias_correction1), scalar(bias_correction2))
+            for i in adapted_idx:
+                norms[i] = run_fused(
+                    lamb_tensor, params[i].device, bool(group["fused"]), flat(params[i]),
+                    flat(grads[i]), flat(exp_avgs[i]), flat(exp_avg_sqs[i]), *per_step,
+                    adapted=True, **options)
+        else:
+            for i, is_adapted in enumerate(adapted):
+                result = lamb_tensor(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i], lr,
+                                     bias_correction1, bias_correction2, adapted=is_adapted,
+                                     **options)
+                if result is not None:
+                    norms[i] = result
+
+        if collector is not None and norms:
+            order = sorted(norms)
+            weight_norms, direction_norms, trusts = zip(*(norms[i] for i in order))
+            collector.add([params[i] for i in order], weight_norms, direction_norms, trusts, lr)

@@ -1,0 +1,256 @@
+"""LARS (You et al. 2017; the paper's Eq. 2), and the update TVLARS shares with it.
+
+For a parameter tensor ``w`` (one layer) with gradient ``g``::
+
+    adapted:   g' = g + wd*w
+               trust = eta * scale * |w| / |g'|     if |w| > 0 and |g'| > 0, else 1
+               d = trust * g'
+    excluded:  d = excluded_scale * g
+
+    heavy ball (default):   m = mu*m + d;   w = w - lr*m
+    nesterov (Algorithm 1): y = w - lr*d;   w = y + mu*(y - y_prev);   y_prev = y
+
+LARS has ``scale = excluded_scale = 1``; TVLARS (``tvlars.optim.tvlars``) sets both to
+phi(t) and may clamp the two norms.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tvlars.optim._base import LayerStatsCollector, LayerwiseOptimizer, require
+from tvlars.optim._paths import (
+    FOREACH,
+    FUSED,
+    flat,
+    group_by_device_and_dtype,
+    norm_dtype,
+    run_fused,
+    scalar,
+)
+
+# --------------------------------------------------------------------------- momentum
+
+
+def _apply_momentum(param: Tensor, update: Tensor, buffer: Tensor | None, lr, momentum: float,
+                    nesterov: bool) -> None:
+    """``w <- w - lr*m`` after ``m <- mu*m + d`` (heavy ball), or the Nesterov form of
+    Algorithm 1 (lines 7-8) where ``buffer`` holds ``y_prev``."""
+    if buffer is None:
+        param.sub_(lr * update)
+    elif nesterov:
+        lookahead = param - lr * update
+        param.copy_(lookahead + momentum * (lookahead - buffer))
+        buffer.copy_(lookahead)
+    else:
+        buffer.mul_(momentum).add_(update)
+        param.sub_(lr * buffer)
+
+
+def _apply_momentum_foreach(params: list[Tensor], updates: list[Tensor],
+                            buffers: list[Tensor | None], lr: float, momentum: float,
+                            nesterov: bool) -> None:
+    """Multi-tensor form of :func:`_apply_momentum` (same arithmetic, same order)."""
+    if buffers[0] is None:
+        torch._foreach_add_(params, updates, alpha=-lr)
+    elif nesterov:
+        lookaheads = torch._foreach_add(params, updates, alpha=-lr)
+        new_params = torch._foreach_sub(lookaheads, buffers)
+        torch._foreach_mul_(new_params, momentum)
+        torch._foreach_add_(new_params, lookaheads)
+        torch._foreach_copy_(params, new_params)
+        torch._foreach_copy_(buffers, lookaheads)
+    else:
+        torch._foreach_mul_(buffers, momentum)
+        torch._foreach_add_(buffers, updates)
+        torch._foreach_add_(params, buffers, alpha=-lr)
+
+
+# ------------------------------------------------------------------ per-tensor updates
+
+
+def _trust_ratio(weight_norm: Tensor, direction_norm: Tensor, coefficient,
+                 norm_clamp: float | None) -> Tensor:
+    """``coefficient * |w| / |g'|`` with both norms clamped to ``norm_clamp`` when set, and
+    1 where either norm is zero (Eq. 2; Algorithm 1, line 6 with coefficient eta*phi(t))."""
+    if norm_clamp is not None:
+        weight_norm = weight_norm.clamp(max=norm_clamp)
+        direction_norm = direction_norm.clamp(max=norm_clamp)
+    ratio = coefficient * weight_norm / direction_norm
+    return torch.where((weight_norm > 0) & (direction_norm > 0), ratio, torch.ones_like(ratio))
+
+
+def lars_adapted_tensor(param: Tensor, grad: Tensor, buffer: Tensor | None, lr, scale, *,
+                        momentum: float, weight_decay: float, eta: float,
+                        norm_clamp: float | None, nesterov: bool):
+    """One adapted layer: ``d = eta*scale*|w|/|g'| * g'`` with ``g' = g + wd*w``, then
+    momentum. Returns ``(|w|, |g'|, trust)`` as 0-d tensors, for telemetry.
+
+    This function is both the single-tensor reference path (called eagerly) and, through
+    ``torch.compile``, the fused path.
+    """
+    direction = grad + weight_decay * param
+    accumulate = norm_dtype(param.dtype)
+    weight_norm = torch.linalg.vector_norm(param, dtype=accumulate)
+    direction_norm = torch.linalg.vector_norm(direction, dtype=accumulate)
+    trust = _trust_ratio(weight_norm, direction_norm, eta * scale, norm_clamp)
+    _apply_momentum(param, direction * trust, buffer, lr, momentum, nesterov)
+    return weight_norm, direction_norm, trust
+
+
+def lars_excluded_tensor(param: Tensor, grad: Tensor, buffer: Tensor | None, lr, scale, *,
+                         momentum: float, nesterov: bool) -> None:
+    """One excluded layer (bias, normalization): ``d = scale * g``, no decay, no ratio."""
+    _apply_momentum(param, grad * scale, buffer, lr, momentum, nesterov)
+
+
+# ---------------------------------------------------------------- multi-tensor updates
+
+
+def lars_adapted_foreach(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor | None],
+                         lr: float, scale: float, *, momentum: float, weight_decay: float,
+                         eta: float, norm_clamp: float | None, nesterov: bool):
+    """Multi-tensor form of :func:`lars_adapted_tensor` for tensors of one device and dtype."""
+    if weight_decay != 0:
+        directions = torch._foreach_add(grads, params, alpha=weight_decay)
+    else:
+        directions = list(grads)  # read only below: p.grad is never modified
+    accumulate = norm_dtype(params[0].dtype)
+    weight_norms = torch.stack(torch._foreach_norm(params, 2, dtype=accumulate))
+    direction_norms = torch.stack(torch._foreach_norm(directions, 2, dtype=accumulate))
+    trusts = _trust_ratio(weight_norms, direction_norms, eta * scale, norm_clamp).unbind(0)
+    if weight_decay != 0:
+        torch._foreach_mul_(directions, trusts)
+        updates = directions
+    else:
+        updates = torch._foreach_mul(directions, trusts)
+    _apply_momentum_foreach(params, updates, buffers, lr, momentum, nesterov)
+    return weight_norms.unbind(0), direction_norms.unbind(0), trusts
+
+
+def lars_excluded_foreach(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor | None],
+                          lr: float, scale: float, *, momentum: float, nesterov: bool) -> None:
+    """Multi-tensor form of :func:`lars_excluded_tensor`."""
+    updates = torch._foreach_mul(grads, scale)
+    _apply_momentum_foreach(params, updates, buffers, lr, momentum, nesterov)
+
+
+# -------------------------------------------------------------------------- the group
+
+
+def lars_update_group(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor | None],
+                      adapted: list[bool], *, path: str, strict: bool, lr: float, scale: float,
+                      excluded_scale: float, momentum: float, weight_decay: float, eta: float,
+                      norm_clamp: float | None, nesterov: bool,
+                      collector: LayerStatsCollector | None) -> None:
+    """Update one param group along ``path`` ("single", "foreach" or "fused")."""
+    adapted_idx = [i for i, a in enumerate(adapted) if a]
+    excluded_idx = [i for i, a in enumerate(adapted) if not a]
+    options = dict(momentum=momentum, weight_decay=weight_decay, eta=eta,
+                   norm_clamp=norm_clamp, nesterov=nesterov)
+    norms: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+
+    if path == FOREACH or path == FUSED:
+        # Excluded layers are small (biases, norms): one foreach call beats per-tensor kernels.
+        for indices in group_by_device_and_dtype(excluded_idx, params).values():
+            lars_excluded_foreach([params[i] for i in indices], [grads[i] for i in indices],
+                                  [buffers[i] for i in indices], lr, excluded_scale,
+                                  momentum=momentum, nesterov=nesterov)
+    else:
+        for i in excluded_idx:
+            lars_excluded_tensor(params[i], grads[i], buffers[i], lr, excluded_scale,
+                                 momentum=momentum, nesterov=nesterov)
+
+    if path == FOREACH:
+        for indices in group_by_device_and_dtype(adapted_idx, params).values():
+            results = lars_adapted_foreach(
+                [params[i] for i in indices], [grads[i] for i in indices],
+                [buffers[i] for i in indices], lr, scale, **options)
+            norms.update(zip(indices, zip(*results)))
+    elif path == FUSED:
+        lr_tensor, scale_tensor = scalar(lr), scalar(scale)
+        for i in adapted_idx:
+            buffer = buffers[i]
+            norms[i] = run_fused(
+                lars_adapted_tensor, params[i].device, strict, flat(params[i]), flat(grads[i]),
+                None if buffer is None else flat(buffer), lr_tensor, scale_tensor, **options)
+    else:
+        for i in adapted_idx:
+            norms[i] = lars_adapted_tensor(params[i], grads[i], buffers[i], lr, scale, **options)
+
+    if collector is not None and adapted_idx:
+        weight_norms, grad_norms, trusts = zip(*(norms[i] for i in adapted_idx))
+        collector.add([params[i] for i in adapted_idx], weight_norms, grad_norms, trusts, lr)
+
+
+# ------------------------------------------------------------------------- optimizer
+
+
+class LARS(LayerwiseOptimizer):
+    r"""Layer-wise Adaptive Rate Scaling (You et al. 2017), as in the paper's Eq. 2.
+
+    .. math::
+        \gamma^k_t = \text{lr}\cdot\eta\,\frac{\|w^k_t\|}{\|\nabla L(w^k_t) + w_d w^k_t\|}
+
+    Adapted parameters (by default every tensor with ``ndim > 1``; a param group may say
+    ``adapt=True/False``) receive weight decay and the trust ratio; excluded ones (biases,
+    normalization) take plain momentum SGD steps. With the defaults this is the arithmetic
+    of the TVLARS authors' LARS.
+
+    Args:
+        params: parameters or param groups.
+        lr: learning rate (any ``torch.optim.lr_scheduler`` may change it).
+        momentum: heavy-ball momentum ``mu`` in [0, 1).
+        weight_decay: L2 coefficient added to the gradient of adapted parameters.
+        eta: LARS trust coefficient (> 0).
+        nesterov: use Algorithm 1's Nesterov form instead of heavy ball.
+        exclude_1d: exclude tensors with ``ndim <= 1`` from adaptation.
+        foreach: ``True`` multi-tensor path, ``False`` single-tensor path.
+        fused: ``True`` the compiled path (errors if ``torch.compile`` fails).
+            With both ``None`` the fastest available path is chosen.
+    """
+
+    def __init__(self, params, lr: float = 1.0, momentum: float = 0.9,
+                 weight_decay: float = 5e-4, eta: float = 1e-3, nesterov: bool = False,
+                 exclude_1d: bool = True, *, foreach: bool | None = None,
+                 fused: bool | None = None) -> None:
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
+                        nesterov=nesterov, exclude_1d=exclude_1d)
+        super().__init__(params, defaults, foreach=foreach, fused=fused)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        require(0.0 <= group["momentum"] < 1.0, "momentum", group["momentum"], "in [0, 1)")
+        require(group["weight_decay"] >= 0.0, "weight_decay", group["weight_decay"], ">= 0")
+        require(group["eta"] > 0.0, "eta", group["eta"], "> 0")
+
+    def _init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        if group["momentum"] == 0:
+            return
+        if group["nesterov"]:
+            # Algorithm 1 starts from y_prev = w_0, so the first step has no momentum term.
+            state["previous_lookahead"] = param.detach().clone(memory_format=torch.preserve_format)
+        else:
+            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def _scales(self, group: dict[str, Any]) -> tuple[float, float, float | None]:
+        """(scale of the adapted trust ratio, scale of excluded updates, norm clamp)."""
+        return 1.0, 1.0, None
+
+    def _update_group(self, group, params, grads, states, adapted, path, collector) -> None:
+        key = "previous_lookahead" if group["nesterov"] else "momentum_buffer"
+        if group["momentum"] != 0 and any(key not in state for state in states):
+            # Momentum or the momentum form changed mid-run: start that buffer now.
+            for param, state in zip(params, states):
+                if key not in state:
+                    self._init_state(param, state, group)
+        buffers = [state.get(key) if group["momentum"] != 0 else None for state in states]
+        scale, excluded_scale, norm_clamp = self._scales(group)
+        lars_update_group(
+            params, grads, buffers, adapted, path=path, strict=bool(group["fused"]),
+            lr=float(group["lr"]), scale=scale, excluded_scale=excluded_scale,
+            momentum=group["momentum"], weight_decay=group["weight_decay"], eta=group["eta"],
+            norm_clamp=norm_clamp, nesterov=group["nesterov"], collector=collector)
