@@ -81,8 +81,8 @@ def compiled(function: Callable) -> Callable:
     """``torch.compile`` of a per-tensor update, shared by every optimizer instance.
 
     Shapes are dynamic so that one compiled kernel serves every tensor size, and every
-    value that changes from step to step (lr, phi, bias corrections) is passed as a 0-d
-    tensor, so that an LR scheduler never forces a recompilation.
+    value that changes from step to step (lr, phi, bias corrections) is a symbolic input
+    (see :func:`scalar`), so that an LR scheduler never forces a recompilation.
     """
     # Each dtype, momentum form and clamp setting is its own graph; a test suite or a
     # process that trains several models can need more than dynamo's default of 8.
@@ -122,9 +122,17 @@ def flat(tensor: Tensor) -> Tensor:
     return tensor.view(-1) if tensor.is_contiguous() else tensor
 
 
-def scalar(value: float) -> Tensor:
-    """A 0-d float64 CPU tensor: a per-step value that compiled code takes as an input."""
-    return torch.tensor(value, dtype=torch.float64)
+def scalar(value: float) -> float | Tensor:
+    """A per-step value (lr, phi, a bias correction) as compiled code should receive it.
+
+    Where dynamo treats Python floats as symbolic inputs (``specialize_float=False``, the
+    default of recent torch), the float itself: no tensor to build, and no guard that
+    reads a tensor back. On older torch, which would recompile for every new float, a 0-d
+    float64 CPU tensor, which a kernel on any device reads as a scalar.
+    """
+    if getattr(torch._dynamo.config, "specialize_float", True):
+        return torch.tensor(value, dtype=torch.float64)
+    return value
 
 
 def norm_dtype(dtype: torch.dtype) -> torch.dtype:
