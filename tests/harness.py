@@ -23,7 +23,9 @@ def initial_weights(shapes: Sequence[tuple[int, ...]] = SHAPES, seed: int = 0) -
     return [rng.normal(size=shape) for shape in shapes]
 
 
-def gradients(step: int, shapes: Sequence[tuple[int, ...]] = SHAPES, seed: int = 1) -> list[np.ndarray]:
+def gradients(
+    step: int, shapes: Sequence[tuple[int, ...]] = SHAPES, seed: int = 1
+) -> list[np.ndarray]:
     rng = np.random.default_rng(seed * 1000 + step)
     return [rng.normal(scale=0.1, size=shape) for shape in shapes]
 
@@ -65,9 +67,14 @@ def run_reference(
     return weights
 
 
-def assert_matches(ours: Sequence[torch.Tensor], reference: Sequence[np.ndarray], rtol: float) -> None:
+def assert_matches(
+    ours: Sequence[torch.Tensor], reference: Sequence[np.ndarray], rtol: float
+) -> None:
     for index, (actual, expected) in enumerate(zip(ours, reference)):
         np.testing.assert_allclose(
-            actual.double().numpy(), expected, rtol=rtol, atol=rtol * 1e-2,
+            actual.double().numpy(),
+            expected,
+            rtol=rtol,
+            atol=rtol * 1e-2,
             err_msg=f"parameter {index} (shape {tuple(expected.shape)})",
         )

@@ -46,7 +46,11 @@ class ReferenceLARS:
     def step(self, w: np.ndarray, g: np.ndarray) -> np.ndarray:
         w = w.astype(np.float64)
         g = g.astype(np.float64)
-        scale = phi(self.t, self.lmbda, self.alpha, self.delay_steps, self.min_scale) if self.tv else 1.0
+        scale = (
+            phi(self.t, self.lmbda, self.alpha, self.delay_steps, self.min_scale)
+            if self.tv
+            else 1.0
+        )
         if self.adapted:
             g_decayed = g + self.weight_decay * w
             w_norm, g_norm = norm(w), norm(g_decayed)

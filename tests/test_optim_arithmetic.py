@@ -25,7 +25,10 @@ LARS_CASES = {
     "nesterov": ({"nesterov": True}, {"nesterov": True}),
     "no momentum": ({"momentum": 0.0}, {"momentum": 0.0}),
     "no weight decay": ({"weight_decay": 0.0}, {"weight_decay": 0.0}),
-    "large eta and decay": ({"eta": 0.02, "weight_decay": 0.05}, {"eta": 0.02, "weight_decay": 0.05}),
+    "large eta and decay": (
+        {"eta": 0.02, "weight_decay": 0.05},
+        {"eta": 0.02, "weight_decay": 0.05},
+    ),
 }
 
 
@@ -93,8 +96,15 @@ def test_tvlars_official_preset_is_the_authors_arithmetic(path):
     ours, _ = run_optimizer(lambda p: TVLARS.official(p, lr=3.0, lmbda=0.3, **PATHS[path]), STEPS)
     expected = run_reference(
         lambda shape: ReferenceLARS(
-            lr=3.0, tv=True, lmbda=0.3, alpha=0.1, delay_steps=-1, min_scale=0.0,
-            norm_clamp=10.0, schedule_excluded=False, adapted=adapted_by_default(shape),
+            lr=3.0,
+            tv=True,
+            lmbda=0.3,
+            alpha=0.1,
+            delay_steps=-1,
+            min_scale=0.0,
+            norm_clamp=10.0,
+            schedule_excluded=False,
+            adapted=adapted_by_default(shape),
         ),
         STEPS,
     )
@@ -141,8 +151,12 @@ def test_lamb_official_preset_is_the_authors_arithmetic(path):
     ours, _ = run_optimizer(lambda p: LAMB.official(p, lr=0.05, **PATHS[path]), STEPS)
     expected = run_reference(
         lambda shape: ReferenceLAMB(
-            lr=0.05, weight_decay=5e-4, bias_correction=False, weight_norm_clamp=(0.0, 10.0),
-            eps=1e-6, adapted=True,
+            lr=0.05,
+            weight_decay=5e-4,
+            bias_correction=False,
+            weight_norm_clamp=(0.0, 10.0),
+            eps=1e-6,
+            adapted=True,
         ),
         STEPS,
     )
@@ -160,13 +174,18 @@ def test_lamb_follows_learning_rate_changes_between_steps(path):
 
 
 FLOAT32_CASES = {
-    "lars": (lambda p, path: LARS(p, lr=0.7, **PATHS[path]),
-             lambda shape: ReferenceLARS(lr=0.7, adapted=adapted_by_default(shape))),
-    "tvlars": (lambda p, path: TVLARS(p, lr=0.7, lmbda=0.3, **PATHS[path]),
-               lambda shape: ReferenceLARS(lr=0.7, tv=True, lmbda=0.3,
-                                           adapted=adapted_by_default(shape))),
-    "lamb": (lambda p, path: LAMB(p, lr=0.05, **PATHS[path]),
-             lambda shape: ReferenceLAMB(lr=0.05, adapted=adapted_by_default(shape))),
+    "lars": (
+        lambda p, path: LARS(p, lr=0.7, **PATHS[path]),
+        lambda shape: ReferenceLARS(lr=0.7, adapted=adapted_by_default(shape)),
+    ),
+    "tvlars": (
+        lambda p, path: TVLARS(p, lr=0.7, lmbda=0.3, **PATHS[path]),
+        lambda shape: ReferenceLARS(lr=0.7, tv=True, lmbda=0.3, adapted=adapted_by_default(shape)),
+    ),
+    "lamb": (
+        lambda p, path: LAMB(p, lr=0.05, **PATHS[path]),
+        lambda shape: ReferenceLAMB(lr=0.05, adapted=adapted_by_default(shape)),
+    ),
 }
 
 
@@ -207,8 +226,17 @@ def test_bfloat16_parameters_stay_bfloat16_and_track_float32(path, case):
 def test_tvlars_matches_reference_for_any_hyperparameters(
     lr, momentum, weight_decay, eta, lmbda, alpha, delay_steps, min_scale, nesterov, foreach
 ):
-    knobs = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lmbda=lmbda,
-                 alpha=alpha, delay_steps=delay_steps, min_scale=min_scale, nesterov=nesterov)
+    knobs = dict(
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        eta=eta,
+        lmbda=lmbda,
+        alpha=alpha,
+        delay_steps=delay_steps,
+        min_scale=min_scale,
+        nesterov=nesterov,
+    )
     ours, _ = run_optimizer(lambda p: TVLARS(p, foreach=foreach, **knobs), 3)
     expected = run_reference(
         lambda shape: ReferenceLARS(tv=True, adapted=adapted_by_default(shape), **knobs), 3
@@ -230,14 +258,27 @@ def test_lamb_matches_reference_for_any_hyperparameters(
     lr, beta1, beta2, eps, weight_decay, bias_correction, foreach
 ):
     ours, _ = run_optimizer(
-        lambda p: LAMB(p, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay,
-                       bias_correction=bias_correction, foreach=foreach),
+        lambda p: LAMB(
+            p,
+            lr=lr,
+            betas=(beta1, beta2),
+            eps=eps,
+            weight_decay=weight_decay,
+            bias_correction=bias_correction,
+            foreach=foreach,
+        ),
         3,
     )
     expected = run_reference(
-        lambda shape: ReferenceLAMB(lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                                    weight_decay=weight_decay, bias_correction=bias_correction,
-                                    adapted=adapted_by_default(shape)),
+        lambda shape: ReferenceLAMB(
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            weight_decay=weight_decay,
+            bias_correction=bias_correction,
+            adapted=adapted_by_default(shape),
+        ),
         3,
     )
     assert_matches(ours, expected, rtol=1e-10)

@@ -80,17 +80,36 @@ def test_invalid_hyperparameter_in_a_param_group_is_rejected():
 
 def test_constructor_defaults_are_the_contract():
     param = [torch.zeros(2, 2, requires_grad=True)]
-    assert {k: LARS(param).defaults[k] for k in ("lr", "momentum", "weight_decay", "eta",
-                                                 "nesterov", "exclude_1d")} == {
-        "lr": 1.0, "momentum": 0.9, "weight_decay": 5e-4, "eta": 1e-3, "nesterov": False,
-        "exclude_1d": True}
+    assert {
+        k: LARS(param).defaults[k]
+        for k in ("lr", "momentum", "weight_decay", "eta", "nesterov", "exclude_1d")
+    } == {
+        "lr": 1.0,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "eta": 1e-3,
+        "nesterov": False,
+        "exclude_1d": True,
+    }
     tv = TVLARS(param).defaults
-    assert (tv["lmbda"], tv["alpha"], tv["delay_steps"], tv["min_scale"], tv["norm_clamp"],
-            tv["schedule_excluded"]) == (1e-4, 1.0, 0, 0.0, None, True)
+    assert (
+        tv["lmbda"],
+        tv["alpha"],
+        tv["delay_steps"],
+        tv["min_scale"],
+        tv["norm_clamp"],
+        tv["schedule_excluded"],
+    ) == (1e-4, 1.0, 0, 0.0, None, True)
     lamb = LAMB(param).defaults
-    assert (lamb["lr"], lamb["betas"], lamb["eps"], lamb["weight_decay"], lamb["bias_correction"],
-            lamb["weight_norm_clamp"], lamb["exclude_1d"]) == (
-        1e-3, (0.9, 0.999), 1e-6, 0.01, True, None, True)
+    assert (
+        lamb["lr"],
+        lamb["betas"],
+        lamb["eps"],
+        lamb["weight_decay"],
+        lamb["bias_correction"],
+        lamb["weight_norm_clamp"],
+        lamb["exclude_1d"],
+    ) == (1e-3, (0.9, 0.999), 1e-6, 0.01, True, None, True)
 
 
 # ------------------------------------------------------------------ torch conventions
@@ -214,7 +233,9 @@ def test_phi_follows_eq_8_and_advances_once_per_step():
     weight.grad = torch.randn(4, 3)
     optimizer = TVLARS([weight], lmbda=0.5, alpha=2.0, delay_steps=3, min_scale=0.1)
     for t in range(6):
-        assert optimizer.phi() == pytest.approx(1 / (2.0 + math.exp(0.5 * (t - 3))) + 0.1, rel=1e-15)
+        assert optimizer.phi() == pytest.approx(
+            1 / (2.0 + math.exp(0.5 * (t - 3))) + 0.1, rel=1e-15
+        )
         optimizer.step()
 
 
@@ -410,7 +431,8 @@ def test_layer_stats_report_the_norms_and_ratio_the_step_used(path):
         assert stats.weight_norm[index].item() == pytest.approx(w.norm().item(), rel=1e-12)
         assert stats.grad_norm[index].item() == pytest.approx(decayed.norm().item(), rel=1e-12)
         assert stats.trust_ratio[index].item() == pytest.approx(
-            1e-3 * w.norm().item() / decayed.norm().item(), rel=1e-12)
+            1e-3 * w.norm().item() / decayed.norm().item(), rel=1e-12
+        )
         assert stats.lr[index] == 0.3
 
 

@@ -21,7 +21,9 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tvlars",
-        description="Large-batch training with layer-wise adaptive optimizers (TVLARS, LARS, LAMB).",
+        description=(
+            "Large-batch training with layer-wise adaptive optimizers: TVLARS, LARS, LAMB."
+        ),
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:

@@ -78,8 +78,12 @@ class LayerwiseOptimizer(Optimizer):
         foreach: bool | None,
         fused: bool | None,
     ) -> None:
-        require(not (fused and foreach), "foreach/fused", (foreach, fused),
-                "at most one of foreach=True and fused=True")
+        require(
+            not (fused and foreach),
+            "foreach/fused",
+            (foreach, fused),
+            "at most one of foreach=True and fused=True",
+        )
         defaults = {**defaults, "adapt": None, "foreach": foreach, "fused": fused}
         super().__init__(params, defaults)
 
@@ -89,7 +93,9 @@ class LayerwiseOptimizer(Optimizer):
         param_group.setdefault("step", current_step)
         super().add_param_group(param_group)
         if param_group["adapt"] is not None and not isinstance(param_group["adapt"], bool):
-            raise ValueError(f"Invalid adapt: {param_group['adapt']!r} (must be True, False or None)")
+            raise ValueError(
+                f"Invalid adapt: {param_group['adapt']!r} (must be True, False or None)"
+            )
         self._validate_group(param_group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -139,7 +145,9 @@ class LayerwiseOptimizer(Optimizer):
                 adapted.append(is_adapted(param, group))
             if params:
                 adapted_numel = sum(p.numel() for p, a in zip(params, adapted) if a)
-                path = resolve_path(group["foreach"], group["fused"], params[0].device, adapted_numel)
+                path = resolve_path(
+                    group["foreach"], group["fused"], params[0].device, adapted_numel
+                )
                 self._update_group(group, params, grads, states, adapted, path, collector)
             group["step"] += 1
 

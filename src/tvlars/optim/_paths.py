@@ -90,9 +90,7 @@ def compiled(function: Callable) -> Callable:
     return torch.compile(function, dynamic=True, fullgraph=True)
 
 
-def run_fused(
-    function: Callable, device: torch.device, strict: bool, *args, **kwargs
-):
+def run_fused(function: Callable, device: torch.device, strict: bool, *args, **kwargs):
     """Run ``compiled(function)``; on a compiler failure fall back to eager (unless strict).
 
     The fallback is per tensor, so a failure part-way through a group never applies an

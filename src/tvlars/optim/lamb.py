@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tvlars.optim._base import LayerStatsCollector, LayerwiseOptimizer, require
+from tvlars.optim._base import LayerwiseOptimizer, require
 from tvlars.optim._paths import (
     FOREACH,
     FUSED,
@@ -30,8 +30,9 @@ from tvlars.optim._paths import (
 )
 
 
-def _lamb_trust_ratio(weight_norm: Tensor, direction_norm: Tensor,
-                      weight_norm_clamp: tuple[float, float] | None) -> Tensor:
+def _lamb_trust_ratio(
+    weight_norm: Tensor, direction_norm: Tensor, weight_norm_clamp: tuple[float, float] | None
+) -> Tensor:
     """``r / |u|`` with ``r = |w|`` clamped into ``weight_norm_clamp``; 1 where r or |u| is 0."""
     if weight_norm_clamp is not None:
         weight_norm = weight_norm.clamp(min=weight_norm_clamp[0], max=weight_norm_clamp[1])
@@ -39,10 +40,22 @@ def _lamb_trust_ratio(weight_norm: Tensor, direction_norm: Tensor,
     return torch.where((weight_norm > 0) & (direction_norm > 0), ratio, torch.ones_like(ratio))
 
 
-def lamb_tensor(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, lr,
-                bias_correction1, bias_correction2, *, beta1: float, beta2: float, eps: float,
-                weight_decay: float, weight_norm_clamp: tuple[float, float] | None,
-                adapted: bool):
+def lamb_tensor(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    lr,
+    bias_correction1,
+    bias_correction2,
+    *,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    weight_norm_clamp: tuple[float, float] | None,
+    adapted: bool,
+):
     """One layer of LAMB. Returns ``(|w|, |u|, trust)`` for adapted layers, else ``None``.
 
     This function is both the single-tensor reference path and, through
@@ -63,11 +76,22 @@ def lamb_tensor(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor
     return weight_norm, direction_norm, trust
 
 
-def lamb_foreach(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
-                 exp_avg_sqs: list[Tensor], lr: float, bias_correction1: float,
-                 bias_correction2: float, *, beta1: float, beta2: float, eps: float,
-                 weight_decay: float, weight_norm_clamp: tuple[float, float] | None,
-                 adapted: bool):
+def lamb_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    lr: float,
+    bias_correction1: float,
+    bias_correction2: float,
+    *,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    weight_norm_clamp: tuple[float, float] | None,
+    adapted: bool,
+):
     """Multi-tensor form of :func:`lamb_tensor` for tensors of one device and dtype."""
     torch._foreach_mul_(exp_avgs, beta1)
     torch._foreach_add_(exp_avgs, grads, alpha=1 - beta1)
@@ -110,23 +134,45 @@ class LAMB(LayerwiseOptimizer):
         exclude_1d, foreach, fused: as in :class:`~tvlars.optim.lars.LARS`.
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-6, weight_decay: float = 0.01, bias_correction: bool = True,
-                 weight_norm_clamp: tuple[float, float] | None = None, exclude_1d: bool = True,
-                 *, foreach: bool | None = None, fused: bool | None = None) -> None:
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                        bias_correction=bias_correction,
-                        weight_norm_clamp=None if weight_norm_clamp is None
-                        else tuple(weight_norm_clamp),
-                        exclude_1d=exclude_1d)
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.01,
+        bias_correction: bool = True,
+        weight_norm_clamp: tuple[float, float] | None = None,
+        exclude_1d: bool = True,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            bias_correction=bias_correction,
+            weight_norm_clamp=None if weight_norm_clamp is None else tuple(weight_norm_clamp),
+            exclude_1d=exclude_1d,
+        )
         super().__init__(params, defaults, foreach=foreach, fused=fused)
 
     @classmethod
     def official(cls, params, lr: float, weight_decay: float = 5e-4, **kwargs) -> LAMB:
         """The arithmetic of the TVLARS authors' published LAMB: no bias correction,
         ``|w|`` clamped into [0, 10], every parameter adapted, ``eps=1e-6``."""
-        return cls(params, lr=lr, weight_decay=weight_decay, bias_correction=False,
-                   weight_norm_clamp=(0.0, 10.0), exclude_1d=False, eps=1e-6, **kwargs)
+        return cls(
+            params,
+            lr=lr,
+            weight_decay=weight_decay,
+            bias_correction=False,
+            weight_norm_clamp=(0.0, 10.0),
+            exclude_1d=False,
+            eps=1e-6,
+            **kwargs,
+        )
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -136,8 +182,12 @@ class LAMB(LayerwiseOptimizer):
         require(group["eps"] >= 0.0, "eps", group["eps"], ">= 0")
         require(group["weight_decay"] >= 0.0, "weight_decay", group["weight_decay"], ">= 0")
         clamp = group["weight_norm_clamp"]
-        require(clamp is None or (len(clamp) == 2 and 0.0 <= clamp[0] <= clamp[1]),
-                "weight_norm_clamp", clamp, "None or (lo, hi) with 0 <= lo <= hi")
+        require(
+            clamp is None or (len(clamp) == 2 and 0.0 <= clamp[0] <= clamp[1]),
+            "weight_norm_clamp",
+            clamp,
+            "None or (lo, hi) with 0 <= lo <= hi",
+        )
 
     def _init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
@@ -151,9 +201,13 @@ class LAMB(LayerwiseOptimizer):
         else:
             bias_correction1 = bias_correction2 = 1.0
         lr = float(group["lr"])
-        options = dict(beta1=beta1, beta2=beta2, eps=group["eps"],
-                       weight_decay=group["weight_decay"],
-                       weight_norm_clamp=group["weight_norm_clamp"])
+        options = dict(
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            weight_norm_clamp=group["weight_norm_clamp"],
+        )
         exp_avgs = [state["exp_avg"] for state in states]
         exp_avg_sqs = [state["exp_avg_sq"] for state in states]
         norms: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
@@ -161,9 +215,16 @@ class LAMB(LayerwiseOptimizer):
         def foreach_over(indices_all: list[int], is_adapted: bool) -> None:
             for indices in group_by_device_and_dtype(indices_all, params).values():
                 results = lamb_foreach(
-                    [params[i] for i in indices], [grads[i] for i in indices],
-                    [exp_avgs[i] for i in indices], [exp_avg_sqs[i] for i in indices],
-                    lr, bias_correction1, bias_correction2, adapted=is_adapted, **options)
+                    [params[i] for i in indices],
+                    [grads[i] for i in indices],
+                    [exp_avgs[i] for i in indices],
+                    [exp_avg_sqs[i] for i in indices],
+                    lr,
+                    bias_correction1,
+                    bias_correction2,
+                    adapted=is_adapted,
+                    **options,
+                )
                 if results is not None:
                     norms.update(zip(indices, zip(*results)))
 
@@ -178,14 +239,30 @@ class LAMB(LayerwiseOptimizer):
             per_step = (scalar(lr), scalar(bias_correction1), scalar(bias_correction2))
             for i in adapted_idx:
                 norms[i] = run_fused(
-                    lamb_tensor, params[i].device, bool(group["fused"]), flat(params[i]),
-                    flat(grads[i]), flat(exp_avgs[i]), flat(exp_avg_sqs[i]), *per_step,
-                    adapted=True, **options)
+                    lamb_tensor,
+                    params[i].device,
+                    bool(group["fused"]),
+                    flat(params[i]),
+                    flat(grads[i]),
+                    flat(exp_avgs[i]),
+                    flat(exp_avg_sqs[i]),
+                    *per_step,
+                    adapted=True,
+                    **options,
+                )
         else:
             for i, is_adapted in enumerate(adapted):
-                result = lamb_tensor(params[i], grads[i], exp_avgs[i], exp_avg_sqs[i], lr,
-                                     bias_correction1, bias_correction2, adapted=is_adapted,
-                                     **options)
+                result = lamb_tensor(
+                    params[i],
+                    grads[i],
+                    exp_avgs[i],
+                    exp_avg_sqs[i],
+                    lr,
+                    bias_correction1,
+                    bias_correction2,
+                    adapted=is_adapted,
+                    **options,
+                )
                 if result is not None:
                     norms[i] = result
 

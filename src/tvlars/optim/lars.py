@@ -35,8 +35,9 @@ from tvlars.optim._paths import (
 # --------------------------------------------------------------------------- momentum
 
 
-def _apply_momentum(param: Tensor, update: Tensor, buffer: Tensor | None, lr, momentum: float,
-                    nesterov: bool) -> None:
+def _apply_momentum(
+    param: Tensor, update: Tensor, buffer: Tensor | None, lr, momentum: float, nesterov: bool
+) -> None:
     """``w <- w - lr*m`` after ``m <- mu*m + d`` (heavy ball), or the Nesterov form of
     Algorithm 1 (lines 7-8) where ``buffer`` holds ``y_prev``."""
     if buffer is None:
@@ -50,9 +51,14 @@ def _apply_momentum(param: Tensor, update: Tensor, buffer: Tensor | None, lr, mo
         param.sub_(lr * buffer)
 
 
-def _apply_momentum_foreach(params: list[Tensor], updates: list[Tensor],
-                            buffers: list[Tensor | None], lr: float, momentum: float,
-                            nesterov: bool) -> None:
+def _apply_momentum_foreach(
+    params: list[Tensor],
+    updates: list[Tensor],
+    buffers: list[Tensor | None],
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+) -> None:
     """Multi-tensor form of :func:`_apply_momentum` (same arithmetic, same order)."""
     if buffers[0] is None:
         torch._foreach_add_(params, updates, alpha=-lr)
@@ -72,8 +78,9 @@ def _apply_momentum_foreach(params: list[Tensor], updates: list[Tensor],
 # ------------------------------------------------------------------ per-tensor updates
 
 
-def _trust_ratio(weight_norm: Tensor, direction_norm: Tensor, coefficient,
-                 norm_clamp: float | None) -> Tensor:
+def _trust_ratio(
+    weight_norm: Tensor, direction_norm: Tensor, coefficient, norm_clamp: float | None
+) -> Tensor:
     """``coefficient * |w| / |g'|`` with both norms clamped to ``norm_clamp`` when set, and
     1 where either norm is zero (Eq. 2; Algorithm 1, line 6 with coefficient eta*phi(t))."""
     if norm_clamp is not None:
@@ -83,9 +90,19 @@ def _trust_ratio(weight_norm: Tensor, direction_norm: Tensor, coefficient,
     return torch.where((weight_norm > 0) & (direction_norm > 0), ratio, torch.ones_like(ratio))
 
 
-def lars_adapted_tensor(param: Tensor, grad: Tensor, buffer: Tensor | None, lr, scale, *,
-                        momentum: float, weight_decay: float, eta: float,
-                        norm_clamp: float | None, nesterov: bool):
+def lars_adapted_tensor(
+    param: Tensor,
+    grad: Tensor,
+    buffer: Tensor | None,
+    lr,
+    scale,
+    *,
+    momentum: float,
+    weight_decay: float,
+    eta: float,
+    norm_clamp: float | None,
+    nesterov: bool,
+):
     """One adapted layer: ``d = eta*scale*|w|/|g'| * g'`` with ``g' = g + wd*w``, then
     momentum. Returns ``(|w|, |g'|, trust)`` as 0-d tensors, for telemetry.
 
@@ -101,8 +118,16 @@ def lars_adapted_tensor(param: Tensor, grad: Tensor, buffer: Tensor | None, lr, 
     return weight_norm, direction_norm, trust
 
 
-def lars_excluded_tensor(param: Tensor, grad: Tensor, buffer: Tensor | None, lr, scale, *,
-                         momentum: float, nesterov: bool) -> None:
+def lars_excluded_tensor(
+    param: Tensor,
+    grad: Tensor,
+    buffer: Tensor | None,
+    lr,
+    scale,
+    *,
+    momentum: float,
+    nesterov: bool,
+) -> None:
     """One excluded layer (bias, normalization): ``d = scale * g``, no decay, no ratio."""
     _apply_momentum(param, grad * scale, buffer, lr, momentum, nesterov)
 
@@ -110,9 +135,19 @@ def lars_excluded_tensor(param: Tensor, grad: Tensor, buffer: Tensor | None, lr,
 # ---------------------------------------------------------------- multi-tensor updates
 
 
-def lars_adapted_foreach(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor | None],
-                         lr: float, scale: float, *, momentum: float, weight_decay: float,
-                         eta: float, norm_clamp: float | None, nesterov: bool):
+def lars_adapted_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    buffers: list[Tensor | None],
+    lr: float,
+    scale: float,
+    *,
+    momentum: float,
+    weight_decay: float,
+    eta: float,
+    norm_clamp: float | None,
+    nesterov: bool,
+):
     """Multi-tensor form of :func:`lars_adapted_tensor` for tensors of one device and dtype."""
     if weight_decay != 0:
         directions = torch._foreach_add(grads, params, alpha=weight_decay)
@@ -131,8 +166,16 @@ def lars_adapted_foreach(params: list[Tensor], grads: list[Tensor], buffers: lis
     return weight_norms.unbind(0), direction_norms.unbind(0), trusts
 
 
-def lars_excluded_foreach(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor | None],
-                          lr: float, scale: float, *, momentum: float, nesterov: bool) -> None:
+def lars_excluded_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    buffers: list[Tensor | None],
+    lr: float,
+    scale: float,
+    *,
+    momentum: float,
+    nesterov: bool,
+) -> None:
     """Multi-tensor form of :func:`lars_excluded_tensor`."""
     updates = torch._foreach_mul(grads, scale)
     _apply_momentum_foreach(params, updates, buffers, lr, momentum, nesterov)
@@ -141,42 +184,86 @@ def lars_excluded_foreach(params: list[Tensor], grads: list[Tensor], buffers: li
 # -------------------------------------------------------------------------- the group
 
 
-def lars_update_group(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor | None],
-                      adapted: list[bool], *, path: str, strict: bool, lr: float, scale: float,
-                      excluded_scale: float, momentum: float, weight_decay: float, eta: float,
-                      norm_clamp: float | None, nesterov: bool,
-                      collector: LayerStatsCollector | None) -> None:
+def lars_update_group(
+    params: list[Tensor],
+    grads: list[Tensor],
+    buffers: list[Tensor | None],
+    adapted: list[bool],
+    *,
+    path: str,
+    strict: bool,
+    lr: float,
+    scale: float,
+    excluded_scale: float,
+    momentum: float,
+    weight_decay: float,
+    eta: float,
+    norm_clamp: float | None,
+    nesterov: bool,
+    collector: LayerStatsCollector | None,
+) -> None:
     """Update one param group along ``path`` ("single", "foreach" or "fused")."""
     adapted_idx = [i for i, a in enumerate(adapted) if a]
     excluded_idx = [i for i, a in enumerate(adapted) if not a]
-    options = dict(momentum=momentum, weight_decay=weight_decay, eta=eta,
-                   norm_clamp=norm_clamp, nesterov=nesterov)
+    options = dict(
+        momentum=momentum,
+        weight_decay=weight_decay,
+        eta=eta,
+        norm_clamp=norm_clamp,
+        nesterov=nesterov,
+    )
     norms: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
 
     if path == FOREACH or path == FUSED:
         # Excluded layers are small (biases, norms): one foreach call beats per-tensor kernels.
         for indices in group_by_device_and_dtype(excluded_idx, params).values():
-            lars_excluded_foreach([params[i] for i in indices], [grads[i] for i in indices],
-                                  [buffers[i] for i in indices], lr, excluded_scale,
-                                  momentum=momentum, nesterov=nesterov)
+            lars_excluded_foreach(
+                [params[i] for i in indices],
+                [grads[i] for i in indices],
+                [buffers[i] for i in indices],
+                lr,
+                excluded_scale,
+                momentum=momentum,
+                nesterov=nesterov,
+            )
     else:
         for i in excluded_idx:
-            lars_excluded_tensor(params[i], grads[i], buffers[i], lr, excluded_scale,
-                                 momentum=momentum, nesterov=nesterov)
+            lars_excluded_tensor(
+                params[i],
+                grads[i],
+                buffers[i],
+                lr,
+                excluded_scale,
+                momentum=momentum,
+                nesterov=nesterov,
+            )
 
     if path == FOREACH:
         for indices in group_by_device_and_dtype(adapted_idx, params).values():
             results = lars_adapted_foreach(
-                [params[i] for i in indices], [grads[i] for i in indices],
-                [buffers[i] for i in indices], lr, scale, **options)
+                [params[i] for i in indices],
+                [grads[i] for i in indices],
+                [buffers[i] for i in indices],
+                lr,
+                scale,
+                **options,
+            )
             norms.update(zip(indices, zip(*results)))
     elif path == FUSED:
         lr_tensor, scale_tensor = scalar(lr), scalar(scale)
         for i in adapted_idx:
             buffer = buffers[i]
             norms[i] = run_fused(
-                lars_adapted_tensor, params[i].device, strict, flat(params[i]), flat(grads[i]),
-                None if buffer is None else flat(buffer), lr_tensor, scale_tensor, **options)
+                lars_adapted_tensor,
+                params[i].device,
+                strict,
+                flat(params[i]),
+                flat(grads[i]),
+                None if buffer is None else flat(buffer),
+                lr_tensor,
+                scale_tensor,
+                **options,
+            )
     else:
         for i in adapted_idx:
             norms[i] = lars_adapted_tensor(params[i], grads[i], buffers[i], lr, scale, **options)
@@ -213,12 +300,27 @@ class LARS(LayerwiseOptimizer):
             With both ``None`` the fastest available path is chosen.
     """
 
-    def __init__(self, params, lr: float = 1.0, momentum: float = 0.9,
-                 weight_decay: float = 5e-4, eta: float = 1e-3, nesterov: bool = False,
-                 exclude_1d: bool = True, *, foreach: bool | None = None,
-                 fused: bool | None = None) -> None:
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
-                        nesterov=nesterov, exclude_1d=exclude_1d)
+    def __init__(
+        self,
+        params,
+        lr: float = 1.0,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        eta: float = 1e-3,
+        nesterov: bool = False,
+        exclude_1d: bool = True,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            eta=eta,
+            nesterov=nesterov,
+            exclude_1d=exclude_1d,
+        )
         super().__init__(params, defaults, foreach=foreach, fused=fused)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
@@ -250,7 +352,19 @@ class LARS(LayerwiseOptimizer):
         buffers = [state.get(key) if group["momentum"] != 0 else None for state in states]
         scale, excluded_scale, norm_clamp = self._scales(group)
         lars_update_group(
-            params, grads, buffers, adapted, path=path, strict=bool(group["fused"]),
-            lr=float(group["lr"]), scale=scale, excluded_scale=excluded_scale,
-            momentum=group["momentum"], weight_decay=group["weight_decay"], eta=group["eta"],
-            norm_clamp=norm_clamp, nesterov=group["nesterov"], collector=collector)
+            params,
+            grads,
+            buffers,
+            adapted,
+            path=path,
+            strict=bool(group["fused"]),
+            lr=float(group["lr"]),
+            scale=scale,
+            excluded_scale=excluded_scale,
+            momentum=group["momentum"],
+            weight_decay=group["weight_decay"],
+            eta=group["eta"],
+            norm_clamp=norm_clamp,
+            nesterov=group["nesterov"],
+            collector=collector,
+        )

@@ -43,50 +43,98 @@ class TVLARS(LARS):
     phi(t) where it stopped. A step skipped by ``torch.amp.GradScaler`` does not advance t.
     """
 
-    def __init__(self, params, lr: float = 1.0, momentum: float = 0.9,
-                 weight_decay: float = 5e-4, eta: float = 1e-3, lmbda: float = 1e-4,
-                 alpha: float = 1.0, delay_steps: int = 0, min_scale: float = 0.0,
-                 norm_clamp: float | None = None, schedule_excluded: bool = True,
-                 nesterov: bool = False, exclude_1d: bool = True, *,
-                 foreach: bool | None = None, fused: bool | None = None) -> None:
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
-                        nesterov=nesterov, exclude_1d=exclude_1d, lmbda=lmbda, alpha=alpha,
-                        delay_steps=delay_steps, min_scale=min_scale, norm_clamp=norm_clamp,
-                        schedule_excluded=schedule_excluded)
+    def __init__(
+        self,
+        params,
+        lr: float = 1.0,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        eta: float = 1e-3,
+        lmbda: float = 1e-4,
+        alpha: float = 1.0,
+        delay_steps: int = 0,
+        min_scale: float = 0.0,
+        norm_clamp: float | None = None,
+        schedule_excluded: bool = True,
+        nesterov: bool = False,
+        exclude_1d: bool = True,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            eta=eta,
+            nesterov=nesterov,
+            exclude_1d=exclude_1d,
+            lmbda=lmbda,
+            alpha=alpha,
+            delay_steps=delay_steps,
+            min_scale=min_scale,
+            norm_clamp=norm_clamp,
+            schedule_excluded=schedule_excluded,
+        )
         # LARS's constructor only assembles its defaults; TVLARS assembles a superset.
         LayerwiseOptimizer.__init__(self, params, defaults, foreach=foreach, fused=fused)
 
     @classmethod
-    def official(cls, params, lr: float, lmbda: float = 1e-3,
-                 weight_decay: float = 5e-4, **kwargs) -> TVLARS:
+    def official(
+        cls, params, lr: float, lmbda: float = 1e-3, weight_decay: float = 5e-4, **kwargs
+    ) -> TVLARS:
         """The arithmetic of the authors' published code.
 
         Their code computes ``1 / (0.1 + exp(lambda * (t + 1)))``, clamps both norms to at
         most 10 and leaves the excluded parameters unscaled: ``alpha=0.1,
         delay_steps=-1, min_scale=0, norm_clamp=10, schedule_excluded=False``.
         """
-        return cls(params, lr=lr, momentum=0.9, weight_decay=weight_decay, eta=1e-3,
-                   lmbda=lmbda, alpha=0.1, delay_steps=-1, min_scale=0.0, norm_clamp=10.0,
-                   schedule_excluded=False, **kwargs)
+        return cls(
+            params,
+            lr=lr,
+            momentum=0.9,
+            weight_decay=weight_decay,
+            eta=1e-3,
+            lmbda=lmbda,
+            alpha=0.1,
+            delay_steps=-1,
+            min_scale=0.0,
+            norm_clamp=10.0,
+            schedule_excluded=False,
+            **kwargs,
+        )
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
-        require(group["alpha"] > 0.0, "alpha", group["alpha"],
-                "> 0, so that alpha + exp(...) stays positive")
+        require(
+            group["alpha"] > 0.0,
+            "alpha",
+            group["alpha"],
+            "> 0, so that alpha + exp(...) stays positive",
+        )
         require(group["lmbda"] >= 0.0, "lmbda", group["lmbda"], ">= 0")
         require(group["min_scale"] >= 0.0, "min_scale", group["min_scale"], ">= 0")
-        require(group["norm_clamp"] is None or group["norm_clamp"] > 0.0, "norm_clamp",
-                group["norm_clamp"], "None or > 0")
-        require(float(group["delay_steps"]).is_integer(), "delay_steps", group["delay_steps"],
-                "a whole number of steps")
+        require(
+            group["norm_clamp"] is None or group["norm_clamp"] > 0.0,
+            "norm_clamp",
+            group["norm_clamp"],
+            "None or > 0",
+        )
+        require(
+            float(group["delay_steps"]).is_integer(),
+            "delay_steps",
+            group["delay_steps"],
+            "a whole number of steps",
+        )
 
     def phi(self, step: int | None = None, group: dict[str, Any] | None = None) -> float:
         """phi(t) of Eq. 8 for a param group (the first by default) at ``step`` (its
         current step count by default)."""
         group = self.param_groups[0] if group is None else group
         step = group["step"] if step is None else step
-        return tv_sigmoid(step, group["lmbda"], group["alpha"], group["delay_steps"],
-                          group["min_scale"])
+        return tv_sigmoid(
+            step, group["lmbda"], group["alpha"], group["delay_steps"], group["min_scale"]
+        )
 
     def _scales(self, group: dict[str, Any]) -> tuple[float, float, float | None]:
         phi = self.phi(group=group)

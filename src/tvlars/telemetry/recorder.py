@@ -1,0 +1,474 @@
+"""Per-layer norm telemetry: LWN, LGN, LNR, trust ratio and step size of every step.
+
+The paper (Section III and Figure 3) reasons about layer-wise adaptive optimizers through
+three per-layer quantities, for a layer ``k`` with weights ``w`` and gradient ``g``:
+
+- LWN, the layer weight norm ``||w||``;
+- LGN, the layer gradient norm ``||grad||``;
+- LNR, the layer norm ratio ``||w|| / ||grad||``, which LARS scales its learning rate by.
+
+:class:`LayerRecorder` records them for every adapted layer at every step (or every N-th
+step) of any ``torch.optim.Optimizer``, together with the trust ratio the optimizer applied
+and the effective step size ``lr * trust_ratio``. The values stay on the device in a
+fixed-size buffer and reach the host only when the buffer is full or on ``flush()``, so a
+step never waits for the device. The output is a tidy CSV with one row per (step, layer).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import warnings
+from collections.abc import Callable, Collection, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+#: Columns of the CSV file, in order. The last five are the per-layer values.
+COLUMNS = ("step", "layer", "weight_norm", "grad_norm", "norm_ratio", "trust_ratio", "step_size")
+VALUE_COLUMNS = COLUMNS[2:]
+_HEADER = ",".join(COLUMNS)
+
+LayerFilter = Callable[[str], bool] | Collection[str]
+
+
+def _adapted_by_default(param: Tensor, group: Mapping[str, Any]) -> bool:
+    # The adaptation rule of tvlars' optimizers (spec: "Which parameters are adapted"). A
+    # plain optimizer's groups carry neither key, which leaves the ndim > 1 default: the
+    # layers a layer-wise optimizer would adapt, so runs with either kind are comparable.
+    adapt = group.get("adapt")
+    if adapt is not None:
+        return bool(adapt)
+    return not (group.get("exclude_1d", True) and param.ndim <= 1)
+
+
+class LayerRecorder:
+    """Record per-layer norms of an optimizer's steps into a CSV file.
+
+    Each recorded step adds, for every recorded layer (parameter tensor), one row of:
+
+    - ``weight_norm`` (LWN): ``||w||`` before the update;
+    - ``grad_norm`` (LGN): the norm of the gradient the step used, see below;
+    - ``norm_ratio`` (LNR): ``weight_norm / grad_norm``, the ratio of the paper's
+      Section III. It is ``inf`` where the gradient norm is 0 and ``nan`` where both are;
+      those values are written as such, since that is what the ratio is;
+    - ``trust_ratio``: the layer-wise factor the optimizer applied to the update direction;
+    - ``step_size``: the effective step size ``lr * trust_ratio``.
+
+    Two kinds of optimizer are handled:
+
+    - **tvlars' own** (``LARS``, ``TVLARS``, ``LAMB``, recognised by the class attribute
+      ``record_layer_stats``): on steps that are recorded the recorder sets
+      ``optimizer.record_layer_stats = True`` and afterwards reads the norms the step
+      computed anyway from ``optimizer.layer_stats`` (a ``tvlars.optim._stats.LayerStats``),
+      so nothing is computed twice. There LGN is the norm the trust ratio divides by:
+      ``||g + wd*w||`` for LARS and TVLARS (the denominator of Eq. 2) and the norm of the
+      Adam direction plus weight decay for LAMB; ``trust_ratio`` includes eta (and phi(t)
+      for TVLARS). The recorded layers are those the optimizer adapts.
+    - **any other** ``torch.optim.Optimizer`` (SGD, AdamW, ...): before the update the
+      recorder computes ``||w||`` and ``||g + wd*w||`` (``wd`` being the param group's
+      ``weight_decay``, 0 if it has none), so LGN has the same meaning as for LARS. A plain
+      optimizer applies no layer-wise ratio: ``trust_ratio`` is 1 and ``step_size`` is the
+      group's ``lr``. The gradient is read when ``step()`` is called, so an optimizer
+      whose closure computes the gradient inside ``step()`` (LBFGS) is seen before it.
+
+    Which layers: those of ``named_parameters`` that the optimizer updates and that pass
+    ``layers``. By default, the layers a layer-wise optimizer adapts: a param group's
+    ``adapt`` key decides, else tensors with ``ndim <= 1`` (biases, normalization layers)
+    are left out, as tvlars' optimizers do with ``exclude_1d=True``. ``layers`` may be a
+    predicate on the parameter name or a collection of names; for a plain optimizer it
+    replaces the default, for tvlars' optimizers it selects among the adapted layers (the
+    others report no trust ratio). A recorded layer that had no gradient at a step (the
+    optimizer skipped it) gets ``nan`` in every column of that step.
+
+    Steps are counted by the recorder, from ``start_step``: the row of a step carries the
+    number of optimizer steps applied before it (0 for the first step of a fresh run), and
+    a step is recorded when that number is a multiple of ``every``, so a resumed run
+    records the same steps as an uninterrupted one. A step that ``torch.amp.GradScaler``
+    skips (inf/NaN gradients) never calls ``optimizer.step()``, is not counted and has no
+    row, as it did not happen for the optimizer either.
+
+    Output: the file at ``path`` keeps the rows of an earlier run whose step is below
+    ``start_step`` (so resuming from a checkpoint drops rows written after it) and this
+    recorder appends after them; a new or empty file gets the header first. Rows are kept
+    on the device in a ``(capacity, num_layers, 5)`` float32 buffer and written when it is
+    full, on :meth:`flush` and on :meth:`close`; host memory stays bounded by ``capacity``.
+    Only those writes move data to the host (one transfer each); the step path does not.
+
+    Use as a context manager, or call :meth:`close`, which writes what is left and
+    detaches the hooks. Attach at most one recorder to one of tvlars' optimizers.
+
+    Args:
+        optimizer: the optimizer whose steps are recorded.
+        named_parameters: ``(name, parameter)`` pairs, or an ``nn.Module`` whose
+            ``named_parameters()`` are used. Parameters are matched to the optimizer's by
+            identity; those not listed are not recorded.
+        path: the CSV file to write.
+        every: record every ``every``-th step.
+        capacity: how many recorded steps the device buffer holds between writes.
+        start_step: the number of steps the optimizer applied before this recorder was
+            attached (the step to resume from).
+        layers: which layers to record (see above).
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        named_parameters: Iterable[tuple[str, Tensor]] | nn.Module,
+        path: str | os.PathLike[str],
+        every: int = 1,
+        capacity: int = 256,
+        start_step: int = 0,
+        layers: LayerFilter | None = None,
+    ) -> None:
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"Invalid every: {every!r} (must be an integer >= 1)")
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"Invalid capacity: {capacity!r} (must be an integer >= 1)")
+        if not isinstance(start_step, int) or start_step < 0:
+            raise ValueError(f"Invalid start_step: {start_step!r} (must be an integer >= 0)")
+        if isinstance(named_parameters, nn.Module):
+            named_parameters = named_parameters.named_parameters()
+
+        self.optimizer = optimizer
+        self.path = Path(path)
+        self.every = every
+        self.capacity = capacity
+        #: Number of the next optimizer step (steps applied so far, counted from start_step).
+        self.next_step = start_step
+        self._layerwise = hasattr(type(optimizer), "record_layer_stats")
+
+        names: dict[int, str] = {}
+        for name, param in named_parameters:
+            names.setdefault(id(param), name)
+        self._params: list[Tensor] = self._select_layers(names, layers)
+        #: Names of the recorded layers: the CSV's ``layer`` values, in column order.
+        self.layer_names: list[str] = [names[id(p)] for p in self._params]
+        self._column = {id(p): i for i, p in enumerate(self._params)}
+        self._names = names
+
+        device = self._params[0].device
+        self._buffer = torch.empty(
+            (capacity, len(self._params), len(VALUE_COLUMNS)), dtype=torch.float32, device=device
+        )
+        self._nan = torch.full((), math.nan, dtype=torch.float32, device=device)
+        self._one = torch.ones((), dtype=torch.float32, device=device)
+        self._row_steps: list[int] = []
+        self._recording = False
+        self._closed = False
+        self._checked_reported_layers = False
+
+        self._prepare_file(start_step)
+        if self._layerwise:
+            # Restored after every recorded step, so a user who set the flag keeps it.
+            self._base_flag = bool(optimizer.record_layer_stats)
+            pre, post = self._pre_step_layerwise, self._post_step_layerwise
+        else:
+            pre, post = self._pre_step_plain, self._post_step_plain
+        self._handles = [
+            optimizer.register_step_pre_hook(pre),
+            optimizer.register_step_post_hook(post),
+        ]
+
+    # ----------------------------------------------------------------- layer selection
+    def _select_layers(self, names: Mapping[int, str], layers: LayerFilter | None) -> list[Tensor]:
+        if layers is None or callable(layers):
+            explicit = None
+        else:
+            if isinstance(layers, str):
+                raise TypeError("layers must be a predicate or a collection of names, not a str")
+            explicit = set(layers)
+            unknown = explicit - set(names.values())
+            if unknown:
+                raise ValueError(f"layers not in named_parameters: {sorted(unknown)}")
+
+        selected: dict[int, Tensor] = {}
+        # Adapted layers left out on purpose: the only named layers the optimizer may
+        # report without being recorded (checked once, on the first recorded step).
+        self._declined: set[int] = set()
+        for group in self.optimizer.param_groups:
+            for param in group["params"]:
+                name = names.get(id(param))
+                if name is None:
+                    continue
+                adapted = _adapted_by_default(param, group)
+                if self._layerwise and not adapted:
+                    if explicit is not None and name in explicit:
+                        raise ValueError(
+                            f"layer {name!r} is not adapted by {type(self.optimizer).__name__}"
+                            ", which reports no norms or trust ratio for it"
+                        )
+                    continue
+                if explicit is not None:
+                    keep = name in explicit
+                elif callable(layers):
+                    keep = bool(layers(name))
+                else:
+                    keep = adapted
+                if keep:
+                    selected[id(param)] = param
+                elif adapted:
+                    self._declined.add(id(param))
+        if not selected:
+            raise ValueError(
+                "no layer to record: no parameter of named_parameters is in the optimizer "
+                "and passes the layer selection"
+            )
+        # Columns follow named_parameters' order (input to output for most models), so a
+        # colour scale over the columns reads as depth.
+        order = {pid: i for i, pid in enumerate(names)}
+        return sorted(selected.values(), key=lambda p: order[id(p)])
+
+    # ----------------------------------------------------------------- step hooks
+    def _should_record(self) -> bool:
+        return self.next_step % self.every == 0
+
+    def _pre_step_layerwise(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        self._recording = self._should_record()
+        if self._recording:
+            # Cleared so that a step that did not publish its stats is noticed, not
+            # mistaken for the previous step's.
+            optimizer.layer_stats = None
+            optimizer.record_layer_stats = True
+        else:
+            optimizer.record_layer_stats = self._base_flag
+
+    def _post_step_layerwise(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        if self._recording:
+            stats = optimizer.layer_stats
+            optimizer.record_layer_stats = self._base_flag
+            if stats is None:
+                raise RuntimeError(
+                    f"{type(optimizer).__name__}.step() did not set layer_stats although "
+                    "record_layer_stats was True"
+                )
+            count = len(self._params)
+            weight: list[Tensor | None] = [None] * count
+            grad: list[Tensor | None] = [None] * count
+            trust: list[Tensor | None] = [None] * count
+            lr: list[Any] = [math.nan] * count
+            if not self._checked_reported_layers:
+                self._checked_reported_layers = True
+                self._warn_unexpected_layers(stats.params)
+            for i, param in enumerate(stats.params):
+                col = self._column.get(id(param))
+                if col is not None:
+                    weight[col] = stats.weight_norm[i]
+                    grad[col] = stats.grad_norm[i]
+                    trust[col] = stats.trust_ratio[i]
+                    lr[col] = stats.lr[i]
+            self._write_row(weight, grad, trust, lr)
+        self._finish_step()
+
+    def _warn_unexpected_layers(self, reported: list[Tensor]) -> None:
+        unexpected = [
+            self._names[id(p)]
+            for p in reported
+            if id(p) in self._names and id(p) not in self._column and id(p) not in self._declined
+        ]
+        if unexpected:
+            # The recorder predicts the adapted layers from the param groups (keys "adapt"
+            # and "exclude_1d"); an optimizer adapting by another rule is not recorded whole.
+            warnings.warn(
+                f"{type(self.optimizer).__name__} reports layers the recorder did not expect "
+                f"to be adapted; they are not recorded: {unexpected}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def _pre_step_plain(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        self._recording = self._should_record()
+        if not self._recording:
+            return
+        count = len(self._params)
+        weight: list[Tensor | None] = [None] * count
+        grad: list[Tensor | None] = [None] * count
+        trust: list[Tensor | None] = [None] * count
+        lr: list[Any] = [math.nan] * count
+        # Norms before the update, batched per (device, dtype, weight decay): one
+        # _foreach_norm launch per batch instead of one kernel per layer.
+        batches: dict[tuple[torch.device, torch.dtype, float], list[tuple[int, Tensor]]] = {}
+        for group in optimizer.param_groups:
+            decay = group.get("weight_decay", 0.0) or 0.0
+            for param in group["params"]:
+                col = self._column.get(id(param))
+                if col is None or param.grad is None:
+                    continue
+                key = (param.device, param.dtype, decay)
+                batches.setdefault(key, []).append((col, param))
+                trust[col] = self._one
+                lr[col] = group["lr"]
+        with torch.no_grad():
+            for (_, dtype, decay), members in batches.items():
+                cols = [col for col, _ in members]
+                params = [p for _, p in members]
+                grads = [p.grad.to_dense() if p.grad.is_sparse else p.grad for p in params]
+                if decay != 0:
+                    grads = torch._foreach_add(grads, params, alpha=decay)
+                # Half-precision sums of squares overflow (float16 tops out at 65504).
+                acc = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+                w_norms = torch._foreach_norm(params, 2, dtype=acc)
+                g_norms = torch._foreach_norm(grads, 2, dtype=acc)
+                for col, w_norm, g_norm in zip(cols, w_norms, g_norms, strict=True):
+                    weight[col], grad[col] = w_norm, g_norm
+            # Written now because the update will change w; committed by the post-hook
+            # only if the step completes.
+            self._write_row(weight, grad, trust, lr)
+
+    def _post_step_plain(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        self._finish_step()
+
+    # ----------------------------------------------------------------- buffer
+    def _on_buffer(self, values: list[Tensor | None]) -> Tensor:
+        device = self._buffer.device
+        return torch.stack(
+            [self._nan if v is None else v.to(device=device, dtype=torch.float32) for v in values]
+        )
+
+    def _write_row(
+        self,
+        weight: list[Tensor | None],
+        grad: list[Tensor | None],
+        trust: list[Tensor | None],
+        lr: list[Any],
+    ) -> None:
+        """Write one step's values into the next free buffer row, with device ops only."""
+        with torch.no_grad():
+            weight_t, grad_t, trust_t = (self._on_buffer(v) for v in (weight, grad, trust))
+            if any(isinstance(x, Tensor) for x in lr):
+                step_t = trust_t * self._on_buffer(
+                    [x if isinstance(x, Tensor) else torch.full_like(self._nan, x) for x in lr]
+                )
+            else:
+                # Python floats as kernel scalars: building a tensor from them would be a
+                # host-to-device copy, which on CUDA waits for the queued work.
+                step_t = torch.stack(torch._foreach_mul(list(trust_t.unbind()), lr))
+            row = torch.stack((weight_t, grad_t, weight_t / grad_t, trust_t, step_t), dim=1)
+            self._buffer[len(self._row_steps)].copy_(row)
+
+    def _finish_step(self) -> None:
+        if self._recording:
+            self._recording = False
+            self._row_steps.append(self.next_step)
+            if len(self._row_steps) == self.capacity:
+                self.flush()
+        self.next_step += 1
+
+    # ----------------------------------------------------------------- output
+    def _prepare_file(self, start_step: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            self.path.write_text(_HEADER + "\n", encoding="utf-8")
+            return
+        # Rows are in step order, so everything from the first row at or past start_step
+        # (or from an incomplete last line) on is cut off in place.
+        cut = None
+        with open(self.path, "rb") as f:
+            header = f.readline()
+            if header.decode("utf-8").rstrip("\r\n") != _HEADER:
+                raise ValueError(
+                    f"{self.path} exists and is not a layer telemetry file "
+                    f"(header {header[:200]!r}, expected {_HEADER!r})"
+                )
+            offset = f.tell()
+            for line in f:
+                if not line.endswith(b"\n") or int(line.split(b",", 1)[0]) >= start_step:
+                    cut = offset
+                    break
+                offset += len(line)
+        if cut is not None:
+            with open(self.path, "r+b") as f:
+                f.truncate(cut)
+
+    def flush(self) -> None:
+        """Append the buffered rows to the file (one device-to-host transfer)."""
+        count = len(self._row_steps)
+        if count == 0:
+            return
+        values = self._buffer[:count].cpu().numpy().astype(np.float64)
+        steps = self._row_steps
+        self._row_steps = []
+        with open(self.path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            for r in range(count):
+                step = str(steps[r])
+                for name, row in zip(self.layer_names, values[r].tolist(), strict=True):
+                    # 9 significant digits round-trip any float32; inf and nan are written
+                    # as "inf" and "nan", which float() reads back.
+                    writer.writerow([step, name, *(f"{v:.9g}" for v in row)])
+
+    def close(self) -> None:
+        """Write the buffered rows and detach from the optimizer. Calling it again is a no-op."""
+        if self._closed:
+            return
+        self._closed = True
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        if self._layerwise:
+            self.optimizer.record_layer_stats = self._base_flag
+        self._recording = False
+        self.flush()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> LayerRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(path={str(self.path)!r}, layers={len(self.layer_names)}, "
+            f"every={self.every}, next_step={self.next_step}, buffered={len(self._row_steps)})"
+        )
+
+
+def read_layers(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read a file written by :class:`LayerRecorder`.
+
+    Returns one numpy array per column of :data:`COLUMNS`, all of the same length (one
+    entry per step and layer, in file order): ``step`` as int64, ``layer`` as str and the
+    five values as float64 (``inf`` and ``nan`` included).
+    """
+    steps: list[int] = []
+    layers: list[str] = []
+    values: list[list[float]] = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path} is empty")
+        if tuple(header) != COLUMNS:
+            raise ValueError(f"{path}: header {header} is not {list(COLUMNS)}")
+        for record in reader:
+            steps.append(int(record[0]))
+            layers.append(record[1])
+            values.append([float(x) for x in record[2:]])
+    table = np.array(values, dtype=np.float64).reshape(len(values), len(VALUE_COLUMNS))
+    data: dict[str, np.ndarray] = {
+        "step": np.array(steps, dtype=np.int64),
+        "layer": np.array(layers, dtype=str),
+    }
+    for i, column in enumerate(VALUE_COLUMNS):
+        data[column] = table[:, i].copy()
+    return data
+
+
+def split_by_layer(data: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Regroup :func:`read_layers` output as ``{layer: {column: array over steps}}``.
+
+    Layers keep the order in which they first appear (the recorder's column order).
+    """
+    layer = np.asarray(data["layer"])
+    names = list(dict.fromkeys(layer.tolist()))
+    columns = [c for c in COLUMNS if c != "layer"]
+    return {name: {c: np.asarray(data[c])[layer == name] for c in columns} for name in names}
