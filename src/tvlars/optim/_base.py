@@ -8,14 +8,14 @@ steps, and collects the per-layer norms for telemetry when asked.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from tvlars.optim._paths import resolve_path
+from tvlars.optim._paths import PerStepValues, resolve_path
 from tvlars.optim._stats import LayerStats
 
 
@@ -25,15 +25,18 @@ def require(condition: bool, name: str, value: Any, rule: str) -> None:
         raise ValueError(f"Invalid {name}: {value!r} (must be {rule})")
 
 
-def is_adapted(param: Tensor, group: dict) -> bool:
+def is_adapted(param: Tensor, group: Mapping[str, Any]) -> bool:
     """Whether a parameter receives weight decay and the trust ratio.
 
-    A group's ``adapt=True/False`` decides; otherwise ``exclude_1d`` excludes tensors with
-    ``ndim <= 1`` (biases and normalization scales and shifts).
+    A group's ``adapt=True/False`` decides; otherwise ``exclude_1d`` (default ``True``)
+    excludes tensors with ``ndim <= 1`` (biases and normalization scales and shifts). A
+    plain torch optimizer's group has neither key, so the rule also names the layers a
+    layer-wise optimizer would adapt there (telemetry uses it so).
     """
-    if group["adapt"] is not None:
-        return bool(group["adapt"])
-    return not (group["exclude_1d"] and param.ndim <= 1)
+    adapt = group.get("adapt")
+    if adapt is not None:
+        return bool(adapt)
+    return not (group.get("exclude_1d", True) and param.ndim <= 1)
 
 
 class LayerStatsCollector:
@@ -85,6 +88,7 @@ class LayerwiseOptimizer(Optimizer):
             "at most one of foreach=True and fused=True",
         )
         defaults = {**defaults, "adapt": None, "foreach": foreach, "fused": fused}
+        self._per_step_values = PerStepValues()
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -100,6 +104,7 @@ class LayerwiseOptimizer(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._per_step_values = PerStepValues()
         for group in self.param_groups:
             group.setdefault("step", 0)
             group.setdefault("adapt", None)

@@ -80,9 +80,9 @@ def compile_supported(device: torch.device) -> bool:
 def compiled(function: Callable) -> Callable:
     """``torch.compile`` of a per-tensor update, shared by every optimizer instance.
 
-    Shapes are dynamic so that one compiled kernel serves every tensor size, and every
-    value that changes from step to step (lr, phi, bias corrections) is a symbolic input
-    (see :func:`scalar`), so that an LR scheduler never forces a recompilation.
+    Shapes are dynamic and tensors are passed flattened (:func:`alias_1d`) so that one
+    compiled kernel serves every layer; values that change from step to step come in one
+    tensor (:class:`PerStepValues`), so that an LR scheduler never forces a recompilation.
     """
     # Each dtype, momentum form and clamp setting is its own graph; a test suite or a
     # process that trains several models can need more than dynamo's default of 8.
@@ -115,22 +115,41 @@ def run_fused(function: Callable, device: torch.device, strict: bool, *args, **k
     return function(*args, **kwargs)
 
 
-def flat(tensor: Tensor) -> Tensor:
-    """A 1-D view where possible, so one compiled kernel serves every layer shape."""
-    return tensor.view(-1) if tensor.is_contiguous() else tensor
+def alias_1d(tensor: Tensor) -> Tensor:
+    """A 1-D tensor over ``tensor``'s memory, so one compiled kernel serves every layer shape.
 
-
-def scalar(value: float) -> float | Tensor:
-    """A per-step value (lr, phi, a bias correction) as compiled code should receive it.
-
-    Where dynamo treats Python floats as symbolic inputs (``specialize_float=False``, the
-    default of recent torch), the float itself: no tensor to build, and no guard that
-    reads a tensor back. On older torch, which would recompile for every new float, a 0-d
-    float64 CPU tensor, which a kernel on any device reads as a scalar.
+    Not a view: dynamo guards on a view's base shape, which would compile once per layer
+    rank. Writes through the alias do not bump ``tensor``'s version counter; the caller
+    does that (:func:`torch.autograd.graph.increment_version`), so autograd still notices
+    an in-place update of a tensor it saved.
     """
-    if getattr(torch._dynamo.config, "specialize_float", True):
-        return torch.tensor(value, dtype=torch.float64)
-    return value
+    if not tensor.is_contiguous():
+        return tensor
+    alias = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
+    return alias.set_(tensor.untyped_storage(), tensor.storage_offset(), (tensor.numel(),), (1,))
+
+
+class PerStepValues:
+    """Device tensors holding the values that change every step (lr, phi, bias corrections).
+
+    Compiled code reads them as an ordinary 1-D tensor input, so new values never cause a
+    recompilation (a Python float may be specialized, a 0-d CPU tensor is read back
+    through ``.item()`` by dynamo's guards). ``fill_`` passes each value to the device as
+    a kernel argument: no host-to-device copy, no synchronization.
+    """
+
+    def __init__(self) -> None:
+        self._tensors: dict[tuple[int, torch.device], Tensor] = {}
+
+    def __call__(self, key: int, device: torch.device, values: Sequence[float]) -> Tensor:
+        tensor = self._tensors.get((key, device))
+        if tensor is None or tensor.numel() != len(values):
+            dtype = torch.float32 if device.type == "mps" else torch.float64
+            tensor = torch.empty(len(values), dtype=dtype, device=device)
+            self._tensors[(key, device)] = tensor
+        for index, value in enumerate(values):
+            tensor[index].fill_(value)
+        return tensor
 
 
 def norm_dtype(dtype: torch.dtype) -> torch.dtype:

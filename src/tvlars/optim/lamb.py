@@ -13,20 +13,21 @@ For a parameter tensor ``w`` with gradient ``g``, at step count ``s = t + 1``::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.graph import increment_version
 
 from tvlars.optim._base import LayerwiseOptimizer, require
 from tvlars.optim._paths import (
     FOREACH,
     FUSED,
-    flat,
+    alias_1d,
     group_by_device_and_dtype,
     norm_dtype,
     run_fused,
-    scalar,
 )
 
 
@@ -45,9 +46,7 @@ def lamb_tensor(
     grad: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
-    lr,
-    bias_correction1,
-    bias_correction2,
+    per_step: Sequence[float] | Tensor,
     *,
     beta1: float,
     beta2: float,
@@ -56,11 +55,13 @@ def lamb_tensor(
     weight_norm_clamp: tuple[float, float] | None,
     adapted: bool,
 ):
-    """One layer of LAMB. Returns ``(|w|, |u|, trust)`` for adapted layers, else ``None``.
+    """One layer of LAMB. ``per_step`` holds ``(lr, 1 - beta1^s, 1 - beta2^s)``. Returns
+    ``(|w|, |u|, trust)`` for adapted layers, else ``None``.
 
-    This function is both the single-tensor reference path and, through
-    ``torch.compile``, the fused path.
+    This function is both the single-tensor reference path (called eagerly, ``per_step`` a
+    tuple of floats) and, through ``torch.compile``, the fused path (``per_step`` a tensor).
     """
+    lr, bias_correction1, bias_correction2 = per_step[0], per_step[1], per_step[2]
     exp_avg.mul_(beta1).add_((1 - beta1) * grad)
     exp_avg_sq.mul_(beta2).add_((1 - beta2) * grad * grad)
     direction = (exp_avg / bias_correction1) / ((exp_avg_sq / bias_correction2).sqrt() + eps)
@@ -201,6 +202,7 @@ class LAMB(LayerwiseOptimizer):
         else:
             bias_correction1 = bias_correction2 = 1.0
         lr = float(group["lr"])
+        per_step = (lr, bias_correction1, bias_correction2)
         options = dict(
             beta1=beta1,
             beta2=beta2,
@@ -236,20 +238,20 @@ class LAMB(LayerwiseOptimizer):
         elif path == FUSED:
             # Excluded layers are small (biases, norms): one foreach call beats per-tensor kernels.
             foreach_over(excluded_idx, False)
-            per_step = (scalar(lr), scalar(bias_correction1), scalar(bias_correction2))
             for i in adapted_idx:
                 norms[i] = run_fused(
                     lamb_tensor,
                     params[i].device,
                     bool(group["fused"]),
-                    flat(params[i]),
-                    flat(grads[i]),
-                    flat(exp_avgs[i]),
-                    flat(exp_avg_sqs[i]),
-                    *per_step,
+                    alias_1d(params[i]),
+                    alias_1d(grads[i]),
+                    alias_1d(exp_avgs[i]),
+                    alias_1d(exp_avg_sqs[i]),
+                    self._per_step_values(id(group), params[i].device, per_step),
                     adapted=True,
                     **options,
                 )
+                increment_version(params[i])
         else:
             for i, is_adapted in enumerate(adapted):
                 result = lamb_tensor(
@@ -257,9 +259,7 @@ class LAMB(LayerwiseOptimizer):
                     grads[i],
                     exp_avgs[i],
                     exp_avg_sqs[i],
-                    lr,
-                    bias_correction1,
-                    bias_correction2,
+                    per_step,
                     adapted=is_adapted,
                     **options,
                 )

@@ -16,20 +16,22 @@ phi(t) and may clamp the two norms.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.graph import increment_version
 
 from tvlars.optim._base import LayerStatsCollector, LayerwiseOptimizer, require
 from tvlars.optim._paths import (
     FOREACH,
     FUSED,
-    flat,
+    alias_1d,
     group_by_device_and_dtype,
     norm_dtype,
     run_fused,
-    scalar,
 )
 
 # --------------------------------------------------------------------------- momentum
@@ -94,8 +96,7 @@ def lars_adapted_tensor(
     param: Tensor,
     grad: Tensor,
     buffer: Tensor | None,
-    lr,
-    scale,
+    per_step: Sequence[float] | Tensor,
     *,
     momentum: float,
     weight_decay: float,
@@ -104,11 +105,13 @@ def lars_adapted_tensor(
     nesterov: bool,
 ):
     """One adapted layer: ``d = eta*scale*|w|/|g'| * g'`` with ``g' = g + wd*w``, then
-    momentum. Returns ``(|w|, |g'|, trust)`` as 0-d tensors, for telemetry.
+    momentum. ``per_step`` holds ``(lr, scale)``. Returns ``(|w|, |g'|, trust)`` as 0-d
+    tensors, for telemetry.
 
-    This function is both the single-tensor reference path (called eagerly) and, through
-    ``torch.compile``, the fused path.
+    This function is both the single-tensor reference path (called eagerly, ``per_step`` a
+    tuple of floats) and, through ``torch.compile``, the fused path (``per_step`` a tensor).
     """
+    lr, scale = per_step[0], per_step[1]
     direction = grad + weight_decay * param
     accumulate = norm_dtype(param.dtype)
     weight_norm = torch.linalg.vector_norm(param, dtype=accumulate)
@@ -201,8 +204,13 @@ def lars_update_group(
     norm_clamp: float | None,
     nesterov: bool,
     collector: LayerStatsCollector | None,
+    per_step_values: Callable[[torch.device, tuple[float, ...]], Tensor],
 ) -> None:
-    """Update one param group along ``path`` ("single", "foreach" or "fused")."""
+    """Update one param group along ``path`` ("single", "foreach" or "fused").
+
+    ``per_step_values(device, values)`` gives the fused path its per-step values as a
+    device tensor (see :class:`~tvlars.optim._paths.PerStepValues`).
+    """
     adapted_idx = [i for i, a in enumerate(adapted) if a]
     excluded_idx = [i for i, a in enumerate(adapted) if not a]
     options = dict(
@@ -250,23 +258,22 @@ def lars_update_group(
             )
             norms.update(zip(indices, zip(*results)))
     elif path == FUSED:
-        lr_tensor, scale_tensor = scalar(lr), scalar(scale)
         for i in adapted_idx:
             buffer = buffers[i]
             norms[i] = run_fused(
                 lars_adapted_tensor,
                 params[i].device,
                 strict,
-                flat(params[i]),
-                flat(grads[i]),
-                None if buffer is None else flat(buffer),
-                lr_tensor,
-                scale_tensor,
+                alias_1d(params[i]),
+                alias_1d(grads[i]),
+                None if buffer is None else alias_1d(buffer),
+                per_step_values(params[i].device, (lr, scale)),
                 **options,
             )
+            increment_version(params[i])
     else:
         for i in adapted_idx:
-            norms[i] = lars_adapted_tensor(params[i], grads[i], buffers[i], lr, scale, **options)
+            norms[i] = lars_adapted_tensor(params[i], grads[i], buffers[i], (lr, scale), **options)
 
     if collector is not None and adapted_idx:
         weight_norms, grad_norms, trusts = zip(*(norms[i] for i in adapted_idx))
@@ -367,4 +374,5 @@ class LARS(LayerwiseOptimizer):
             norm_clamp=norm_clamp,
             nesterov=group["nesterov"],
             collector=collector,
+            per_step_values=functools.partial(self._per_step_values, id(group)),
         )

@@ -29,22 +29,14 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from tvlars.optim._base import is_adapted
+
 #: Columns of the CSV file, in order. The last five are the per-layer values.
 COLUMNS = ("step", "layer", "weight_norm", "grad_norm", "norm_ratio", "trust_ratio", "step_size")
 VALUE_COLUMNS = COLUMNS[2:]
 _HEADER = ",".join(COLUMNS)
 
 LayerFilter = Callable[[str], bool] | Collection[str]
-
-
-def _adapted_by_default(param: Tensor, group: Mapping[str, Any]) -> bool:
-    # The adaptation rule of tvlars' optimizers (spec: "Which parameters are adapted"). A
-    # plain optimizer's groups carry neither key, which leaves the ndim > 1 default: the
-    # layers a layer-wise optimizer would adapt, so runs with either kind are comparable.
-    adapt = group.get("adapt")
-    if adapt is not None:
-        return bool(adapt)
-    return not (group.get("exclude_1d", True) and param.ndim <= 1)
 
 
 class LayerRecorder:
@@ -196,7 +188,7 @@ class LayerRecorder:
                 name = names.get(id(param))
                 if name is None:
                     continue
-                adapted = _adapted_by_default(param, group)
+                adapted = is_adapted(param, group)
                 if self._layerwise and not adapted:
                     if explicit is not None and name in explicit:
                         raise ValueError(
