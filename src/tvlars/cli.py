@@ -15,6 +15,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "tvlars.commands.demo",
     "tvlars.commands.schedule",
+    "tvlars.commands.train",
 )
 
 

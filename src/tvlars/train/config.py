@@ -1,0 +1,221 @@
+"""The configuration of one training run: every knob, its default, and what follows from it.
+
+A :class:`RunConfig` comes from command-line flags or a TOML file with the same keys; its
+hash names the run (:meth:`RunConfig.run_id`), so a sweep can tell finished cells apart.
+:class:`Plan` holds what the data and the config together imply: steps, the target LR,
+TVLARS's lambda and delay in steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+OPTIMIZERS = ("tvlars", "lars", "lamb", "sgd", "adamw")
+SCHEDULES = ("none", "warmup-cosine", "poly", "tv")
+PRESETS = ("paper", "official")
+PRECISIONS = ("fp32", "bf16", "fp16")
+LR_SCALINGS = ("none", "linear256")
+
+#: The model each dataset trains by default (the paper's choice where it made one).
+DEFAULT_MODEL = {
+    "mnist1d": "mnist1d-resnet",
+    "synthetic": "resnet18-cifar",
+    "cifar10": "resnet18",
+    "cifar100": "resnet18",
+    "tinyimagenet": "resnet34",
+}
+#: The schedule each optimizer runs by default: TVLARS carries phi(t) itself (no
+#: scheduler, as in the paper); the baselines warm up (WA).
+DEFAULT_SCHEDULE = {
+    "tvlars": "none",
+    "lars": "warmup-cosine",
+    "lamb": "warmup-cosine",
+    "sgd": "warmup-cosine",
+    "adamw": "warmup-cosine",
+}
+DEFAULT_LR = {"tvlars": 2.0, "lars": 2.0, "lamb": 1e-2, "sgd": 0.1, "adamw": 1e-3}
+
+
+@dataclass
+class RunConfig:
+    """Every setting of a training run. ``None`` means "the default for this dataset or
+    optimizer", resolved by :meth:`resolved`."""
+
+    dataset: str = "mnist1d"
+    data_dir: str | None = None
+    num_samples: int | None = None
+    model: str | None = None
+    init: str = "kaiming_uniform"
+    optimizer: str = "tvlars"
+    preset: str = "paper"
+    schedule: str | None = None
+    lr: float | None = None
+    lr_scaling: str = "none"
+    batch_size: int = 512
+    micro_batch: int | None = None
+    epochs: int = 30
+    warmup_epochs: float | None = None
+    lmbda: float = 1e-4
+    tv_decay: float | None = None
+    delay_epochs: float | None = None
+    min_scale: float | None = None
+    excluded_lr_scale: float = 1.0
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    seed: int = 0
+    threads: int | None = None
+    precision: str = "fp32"
+    device: str = "auto"
+    compile: bool = False
+    telemetry_every: int = 1
+    out: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # Keys that change where or how fast a run goes, not what it computes: left out of
+    # the run id so that the same experiment resumes from any folder with any threads.
+    _NOT_HASHED = ("out", "threads", "data_dir", "device", "extra")
+
+    def resolved(self) -> RunConfig:
+        """A copy with every ``None`` default filled in and every value validated."""
+        values = dataclasses.asdict(self)
+        values["dataset"] = values["dataset"].lower().replace("_", "").replace("-", "")
+        if values["model"] is None:
+            values["model"] = DEFAULT_MODEL.get(values["dataset"], "resnet18")
+        if values["schedule"] is None:
+            values["schedule"] = DEFAULT_SCHEDULE.get(values["optimizer"], "none")
+        # The paper warms up for 20 of 100 epochs and delays phi(t) by 10: the same shares.
+        if values["warmup_epochs"] is None:
+            values["warmup_epochs"] = 0.2 * values["epochs"]
+        if values["delay_epochs"] is None:
+            values["delay_epochs"] = 0.1 * values["epochs"]
+        if values["lr"] is None:
+            values["lr"] = DEFAULT_LR.get(values["optimizer"], 1.0)
+        config = RunConfig(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        def choose(name: str, value: str, options: tuple[str, ...]) -> None:
+            if value not in options:
+                raise ValueError(f"--{name.replace('_', '-')} {value!r}: choose one of {options}")
+
+        choose("optimizer", self.optimizer, OPTIMIZERS)
+        choose("schedule", self.schedule, SCHEDULES)
+        choose("preset", self.preset, PRESETS)
+        choose("precision", self.precision, PRECISIONS)
+        choose("lr_scaling", self.lr_scaling, LR_SCALINGS)
+        positive = {
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "telemetry_every": self.telemetry_every,
+        }
+        if self.micro_batch is not None:
+            positive["micro_batch"] = self.micro_batch
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        for name in (
+            "lr",
+            "warmup_epochs",
+            "delay_epochs",
+            "excluded_lr_scale",
+            "weight_decay",
+            "lmbda",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+        if self.warmup_epochs >= self.epochs and self.schedule == "warmup-cosine":
+            raise ValueError(
+                f"--warmup-epochs {self.warmup_epochs} must be below --epochs {self.epochs}"
+            )
+        if self.tv_decay is not None and self.tv_decay <= 0:
+            raise ValueError("--tv-decay must be > 0")
+
+    def hashed_items(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        return {k: v for k, v in sorted(values.items()) if k not in self._NOT_HASHED}
+
+    def run_id(self) -> str:
+        """A stable name of what this run computes: the same settings give the same id."""
+        text = json.dumps(self.resolved().hashed_items(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration keys {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> RunConfig:
+        """Read the same keys as the command-line flags (``batch_size`` or ``batch-size``)."""
+        with open(path, "rb") as file:
+            values = tomllib.load(file)
+        return cls.from_dict({k.replace("-", "_"): v for k, v in values.items()})
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the resolved config and the data imply, all in optimizer steps."""
+
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    delay_steps: int
+    lmbda: float
+    min_scale: float
+    target_lr: float
+    micro_batch: int
+    accumulation_steps: int
+
+    @classmethod
+    def make(cls, config: RunConfig, num_train: int, world_size: int) -> Plan:
+        steps_per_epoch = num_train // config.batch_size
+        if steps_per_epoch == 0:
+            raise ValueError(
+                f"--batch-size {config.batch_size} exceeds the {num_train} training samples"
+            )
+        per_rank, remainder = divmod(config.batch_size, world_size)
+        if remainder:
+            raise ValueError(
+                f"--batch-size {config.batch_size} must be divisible by the {world_size} processes"
+            )
+        micro_batch = min(config.micro_batch or per_rank, per_rank)
+        if per_rank % micro_batch:
+            raise ValueError(
+                f"--micro-batch {micro_batch} must divide the per-process batch {per_rank}"
+            )
+        total = steps_per_epoch * config.epochs
+        delay = round(config.delay_epochs * steps_per_epoch)
+        if config.tv_decay is not None:
+            # Same K, same shape of phi at every batch size: phi falls over the steps left.
+            lmbda = config.tv_decay / max(total - delay, 1)
+        else:
+            lmbda = config.lmbda
+        min_scale = config.min_scale
+        if min_scale is None:
+            min_scale = config.batch_size / 256 * 1e-3  # the paper's gamma_min
+        scale = config.batch_size / 256 if config.lr_scaling == "linear256" else 1.0
+        return cls(
+            steps_per_epoch=steps_per_epoch,
+            total_steps=total,
+            warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+            delay_steps=delay,
+            lmbda=lmbda,
+            min_scale=min_scale,
+            target_lr=config.lr * scale,
+            micro_batch=micro_batch,
+            accumulation_steps=per_rank // micro_batch,
+        )

@@ -1,0 +1,229 @@
+"""The classification loop: end to end, resume after a kill, accumulation, two processes,
+divergence, run folders."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from tvlars.cli import main
+from tvlars.data import DeviceBatches
+from tvlars.train import RunConfig, train
+from tvlars.train.loop import EXIT_DIVERGED
+
+
+@pytest.fixture(autouse=True)
+def small_world(tmp_path_factory, monkeypatch):
+    # One generated MNIST-1D set shared by every test, in a cache of its own.
+    monkeypatch.setenv("TVLARS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    torch.set_num_threads(1)
+
+
+def tiny(out, **overrides) -> RunConfig:
+    values = dict(
+        dataset="mnist1d",
+        num_samples=1000,
+        model="mnist1d-cnn",
+        batch_size=128,
+        epochs=3,
+        warmup_epochs=1,
+        delay_epochs=1,
+        lr=1.0,
+        out=str(out),
+        telemetry_every=1,
+    )
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+def metric_rows(folder) -> list[dict[str, str]]:
+    with open(folder / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    for row in rows:
+        row.pop("seconds")  # wall time is the one column a resumed run may not repeat
+    return rows
+
+
+def final_weights(folder) -> dict[str, torch.Tensor]:
+    return torch.load(folder / "checkpoint.pt", weights_only=True)["model"]
+
+
+def test_a_tiny_run_learns_and_writes_its_run_folder(tmp_path):
+    summary = train(tiny(tmp_path, model="mnist1d-resnet", epochs=4), progress=False)
+    assert summary["final_test_acc"] > 30  # ten classes: chance is 10%
+    for name in ("config.json", "metrics.csv", "layers.csv", "checkpoint.pt", "summary.json"):
+        assert (tmp_path / name).exists(), name
+    rows = metric_rows(tmp_path)
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3, 4]
+    assert json.loads((tmp_path / "summary.json").read_text())["epochs"] == 4
+
+
+@pytest.mark.parametrize("optimizer", ["lars", "lamb", "sgd", "adamw"])
+def test_every_optimizer_runs_with_its_default_schedule(tmp_path, optimizer):
+    lr = {"lars": 1.0, "lamb": 1e-2, "sgd": 0.05, "adamw": 1e-3}[optimizer]
+    summary = train(tiny(tmp_path, optimizer=optimizer, lr=lr, epochs=2), progress=False)
+    assert not summary["diverged"]
+    assert summary["optimizer"] == optimizer
+
+
+def test_summary_and_config_record_the_excluded_lr_scale(tmp_path):
+    summary = train(tiny(tmp_path, epochs=1, excluded_lr_scale=1e-3), progress=False)
+    assert summary["excluded_lr_scale"] == 1e-3
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["config"]["excluded_lr_scale"] == 1e-3
+
+
+def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, monkeypatch):
+    train(tiny(tmp_path / "whole"), progress=False)
+
+    original_epoch = DeviceBatches.epoch
+
+    def killed_in_second_epoch(self, epoch, start=0):
+        for index, batch in enumerate(original_epoch(self, epoch, start)):
+            if epoch == 1 and index == 3:
+                raise KeyboardInterrupt("killed")
+            yield batch
+
+    monkeypatch.setattr(DeviceBatches, "epoch", killed_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path / "killed"), progress=False)
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    monkeypatch.setattr(DeviceBatches, "epoch", original_epoch)
+    train(tiny(tmp_path / "killed"), progress=False)
+
+    assert metric_rows(tmp_path / "whole") == metric_rows(tmp_path / "killed")
+    whole, resumed = final_weights(tmp_path / "whole"), final_weights(tmp_path / "killed")
+    assert all(torch.equal(whole[name], resumed[name]) for name in whole)
+    layers_whole = (tmp_path / "whole" / "layers.csv").read_text()
+    assert layers_whole == (tmp_path / "killed" / "layers.csv").read_text()
+
+
+def test_a_finished_folder_is_reported_not_retrained(tmp_path, capsys):
+    first = train(tiny(tmp_path, epochs=1), progress=False)
+    modified = (tmp_path / "checkpoint.pt").stat().st_mtime_ns
+    again = train(tiny(tmp_path, epochs=1), progress=False)
+    assert again == json.loads(json.dumps(first))
+    assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == modified
+    assert "finished" in capsys.readouterr().out
+
+
+def test_a_folder_of_another_run_is_refused(tmp_path, monkeypatch):
+    original_epoch = DeviceBatches.epoch
+
+    def killed(self, epoch, start=0):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        yield from original_epoch(self, epoch, start)
+
+    monkeypatch.setattr(DeviceBatches, "epoch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path), progress=False)
+    monkeypatch.setattr(DeviceBatches, "epoch", original_epoch)
+    with pytest.raises(ValueError, match="settings differ"):
+        train(tiny(tmp_path, lr=0.5), progress=False)
+
+
+def test_gradient_accumulation_equals_the_large_batch_without_batch_norm(tmp_path):
+    train(tiny(tmp_path / "large", epochs=1, schedule="none"), progress=False)
+    train(tiny(tmp_path / "accumulated", epochs=1, schedule="none", micro_batch=32), progress=False)
+    large, accumulated = final_weights(tmp_path / "large"), final_weights(tmp_path / "accumulated")
+    for name in large:
+        torch.testing.assert_close(accumulated[name], large[name], rtol=1e-4, atol=1e-6)
+
+
+def test_divergence_is_a_result_with_its_own_exit_status(tmp_path, capsys):
+    status = main(
+        [
+            "train",
+            "--dataset",
+            "mnist1d",
+            "--num-samples",
+            "1000",
+            "--model",
+            "mnist1d-cnn",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e6",
+            "--schedule",
+            "none",
+            "--batch-size",
+            "128",
+            "--epochs",
+            "3",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert status == EXIT_DIVERGED
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["diverged"] is True and summary["diverged_epoch"] >= 1
+
+
+def test_run_id_depends_on_what_is_computed_not_where(tmp_path):
+    assert tiny(tmp_path / "a").run_id() == tiny(tmp_path / "b", threads=2).run_id()
+    assert tiny(tmp_path / "a").run_id() != tiny(tmp_path / "a", lr=0.5).run_id()
+
+
+def test_toml_config_supplies_the_flags_and_flags_override_it(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text(
+        'optimizer = "lars"\nbatch-size = 128\nepochs = 1\nlr = 0.5\n'
+        'dataset = "mnist1d"\nnum_samples = 1000\nmodel = "mnist1d-cnn"\n'
+    )
+    assert (
+        main(["train", "--config", str(toml), "--lr", "0.25", "--out", str(tmp_path / "run")]) == 0
+    )
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["optimizer"], summary["batch_size"], summary["lr"]) == ("lars", 128, 0.25)
+
+
+def test_bad_flags_give_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="batch-size"):
+        main(["train", "--batch-size", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="optimizer"):
+        main(["train", "--optimizer", "adam", "--out", str(tmp_path)])
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _worker(rank: int, port: int, config: RunConfig, cache: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE="2",
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        TVLARS_CACHE=cache,
+    )
+    torch.set_num_threads(1)
+    train(config, progress=False)
+
+
+def test_two_gloo_processes_reach_the_one_process_weights(tmp_path):
+    cache = os.environ["TVLARS_CACHE"]
+    config = tiny(tmp_path / "one", epochs=1, schedule="none")
+    train(config, progress=False)
+    two = tiny(tmp_path / "two", epochs=1, schedule="none")
+    mp.start_processes(
+        _worker, args=(_free_port(), two, cache), nprocs=2, join=True, start_method="spawn"
+    )
+    one_process, two_processes = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
+    for name in one_process:
+        torch.testing.assert_close(two_processes[name], one_process[name], rtol=1e-4, atol=1e-6)
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["world_size"] == 2
+    # The test set is covered once in both runs; nearly equal weights give the same score
+    # up to a sample or two whose logits tie within float rounding.
+    accuracy_one = float(metric_rows(tmp_path / "one")[0]["test_acc"])
+    accuracy_two = float(metric_rows(tmp_path / "two")[0]["test_acc"])
+    assert abs(accuracy_one - accuracy_two) <= 1.0
