@@ -227,3 +227,58 @@ def test_two_gloo_processes_reach_the_one_process_weights(tmp_path):
     accuracy_one = float(metric_rows(tmp_path / "one")[0]["test_acc"])
     accuracy_two = float(metric_rows(tmp_path / "two")[0]["test_acc"])
     assert abs(accuracy_one - accuracy_two) <= 1.0
+
+
+@pytest.mark.parametrize("as_archive", [False, True])
+def test_a_tiny_run_on_cifar_files_in_the_standard_layout(tmp_path, as_archive):
+    from tvlars.data.testing import write_cifar
+
+    write_cifar(tmp_path / "data", "cifar10", num_train=32, num_test=8, as_archive=as_archive)
+    summary = train(
+        RunConfig(
+            dataset="cifar10",
+            data_dir=str(tmp_path / "data"),
+            model="resnet18-cifar",
+            batch_size=16,
+            micro_batch=8,
+            epochs=1,
+            out=str(tmp_path / "run"),
+        ),
+        progress=False,
+    )
+    assert summary["epochs"] == 1 and summary["accumulation_steps"] == 2
+    assert 0.0 <= summary["final_test_acc"] <= 100.0
+
+
+def test_a_tiny_run_on_a_tiny_imagenet_zip(tmp_path):
+    from tvlars.data.testing import write_tiny_imagenet
+
+    write_tiny_imagenet(tmp_path / "data", as_zip=True)
+    summary = train(
+        RunConfig(
+            dataset="tinyimagenet",
+            data_dir=str(tmp_path / "data"),
+            model="resnet18",
+            batch_size=2,
+            epochs=1,
+            out=str(tmp_path / "run"),
+        ),
+        progress=False,
+    )
+    assert summary["epochs"] == 1 and summary["dataset"] == "tinyimagenet"
+
+
+def test_a_wrong_data_folder_names_the_files_it_expected(tmp_path):
+    (tmp_path / "data").mkdir()
+    with pytest.raises(SystemExit, match="data_batch_1"):
+        main(
+            [
+                "train",
+                "--dataset",
+                "cifar10",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )

@@ -281,7 +281,7 @@ def _train_epoch(
         scaler.update()
         scheduler.step()
         if bar is not None:
-            bar.update(1)
+            bar.update(config.batch_size)
     if bar is not None:
         bar.close()
     totals = distributed.sum_across(torch.stack([loss_sum, correct.double()]), processes)
@@ -294,11 +294,12 @@ def _progress_bar(steps: int, epoch: int, config: RunConfig, processes, progress
         return None
     from tqdm import tqdm
 
-    # unit: samples of the effective batch, so tqdm shows images/s and the ETA.
+    # Counted in samples, so that the bar shows images/s and the epoch's ETA.
     return tqdm(
-        total=steps,
+        total=steps * config.batch_size,
         desc=f"epoch {epoch + 1}/{config.epochs}",
-        unit="step",
+        unit="img",
+        unit_scale=True,
         leave=False,
         disable=None,
     )
