@@ -46,22 +46,20 @@ def lamb_tensor(
     grad: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
-    per_step: Sequence[float] | Tensor,
+    values: Sequence[float] | Tensor,
     *,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
     weight_norm_clamp: tuple[float, float] | None,
     adapted: bool,
 ):
-    """One layer of LAMB. ``per_step`` holds ``(lr, 1 - beta1^s, 1 - beta2^s)``. Returns
-    ``(|w|, |u|, trust)`` for adapted layers, else ``None``.
+    """One layer of LAMB. ``values`` holds ``(lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2,
+    eps, weight_decay)``. Returns ``(|w|, |u|, trust)`` for adapted layers, else ``None``.
 
-    This function is both the single-tensor reference path (called eagerly, ``per_step`` a
-    tuple of floats) and, through ``torch.compile``, the fused path (``per_step`` a tensor).
+    This function is both the single-tensor reference path (called eagerly, ``values`` a
+    tuple of floats) and, through ``torch.compile``, the fused path (``values`` one device
+    tensor, so that no number is baked into the compiled code or guarded on).
     """
-    lr, bias_correction1, bias_correction2 = per_step[0], per_step[1], per_step[2]
+    lr, bias_correction1, bias_correction2 = values[0], values[1], values[2]
+    beta1, beta2, eps, weight_decay = values[3], values[4], values[5], values[6]
     exp_avg.mul_(beta1).add_((1 - beta1) * grad)
     exp_avg_sq.mul_(beta2).add_((1 - beta2) * grad * grad)
     direction = (exp_avg / bias_correction1) / ((exp_avg_sq / bias_correction2).sqrt() + eps)
@@ -202,7 +200,15 @@ class LAMB(LayerwiseOptimizer):
         else:
             bias_correction1 = bias_correction2 = 1.0
         lr = float(group["lr"])
-        per_step = (lr, bias_correction1, bias_correction2)
+        values = (
+            lr,
+            bias_correction1,
+            bias_correction2,
+            beta1,
+            beta2,
+            group["eps"],
+            group["weight_decay"],
+        )
         options = dict(
             beta1=beta1,
             beta2=beta2,
@@ -238,18 +244,22 @@ class LAMB(LayerwiseOptimizer):
         elif path == FUSED:
             # Excluded layers are small (biases, norms): one foreach call beats per-tensor kernels.
             foreach_over(excluded_idx, False)
+            on_device: dict[torch.device, Tensor] = {}
             for i in adapted_idx:
+                device = params[i].device
+                if device not in on_device:
+                    on_device[device] = self._per_step_values(id(group), device, values)
                 norms[i] = run_fused(
                     lamb_tensor,
-                    params[i].device,
+                    device,
                     bool(group["fused"]),
                     alias_1d(params[i]),
                     alias_1d(grads[i]),
                     alias_1d(exp_avgs[i]),
                     alias_1d(exp_avg_sqs[i]),
-                    self._per_step_values(id(group), params[i].device, per_step),
+                    on_device[device],
+                    weight_norm_clamp=group["weight_norm_clamp"],
                     adapted=True,
-                    **options,
                 )
                 increment_version(params[i])
         else:
@@ -259,9 +269,9 @@ class LAMB(LayerwiseOptimizer):
                     grads[i],
                     exp_avgs[i],
                     exp_avg_sqs[i],
-                    per_step,
+                    values,
+                    weight_norm_clamp=group["weight_norm_clamp"],
                     adapted=is_adapted,
-                    **options,
                 )
                 if result is not None:
                     norms[i] = result

@@ -96,27 +96,25 @@ def lars_adapted_tensor(
     param: Tensor,
     grad: Tensor,
     buffer: Tensor | None,
-    per_step: Sequence[float] | Tensor,
+    values: Sequence[float] | Tensor,
     *,
-    momentum: float,
-    weight_decay: float,
-    eta: float,
     norm_clamp: float | None,
     nesterov: bool,
 ):
     """One adapted layer: ``d = eta*scale*|w|/|g'| * g'`` with ``g' = g + wd*w``, then
-    momentum. ``per_step`` holds ``(lr, scale)``. Returns ``(|w|, |g'|, trust)`` as 0-d
-    tensors, for telemetry.
+    momentum. ``values`` holds ``(lr, eta*scale, momentum, weight_decay)``. Returns
+    ``(|w|, |g'|, trust)`` as 0-d tensors, for telemetry.
 
-    This function is both the single-tensor reference path (called eagerly, ``per_step`` a
-    tuple of floats) and, through ``torch.compile``, the fused path (``per_step`` a tensor).
+    This function is both the single-tensor reference path (called eagerly, ``values`` a
+    tuple of floats) and, through ``torch.compile``, the fused path (``values`` one device
+    tensor, so that no number is baked into the compiled code or guarded on).
     """
-    lr, scale = per_step[0], per_step[1]
+    lr, coefficient, momentum, weight_decay = values[0], values[1], values[2], values[3]
     direction = grad + weight_decay * param
     accumulate = norm_dtype(param.dtype)
     weight_norm = torch.linalg.vector_norm(param, dtype=accumulate)
     direction_norm = torch.linalg.vector_norm(direction, dtype=accumulate)
-    trust = _trust_ratio(weight_norm, direction_norm, eta * scale, norm_clamp)
+    trust = _trust_ratio(weight_norm, direction_norm, coefficient, norm_clamp)
     _apply_momentum(param, direction * trust, buffer, lr, momentum, nesterov)
     return weight_norm, direction_norm, trust
 
@@ -258,22 +256,30 @@ def lars_update_group(
             )
             norms.update(zip(indices, zip(*results)))
     elif path == FUSED:
+        values = (lr, eta * scale, momentum, weight_decay)
+        on_device: dict[torch.device, Tensor] = {}
         for i in adapted_idx:
-            buffer = buffers[i]
+            device, buffer = params[i].device, buffers[i]
+            if device not in on_device:
+                on_device[device] = per_step_values(device, values)
             norms[i] = run_fused(
                 lars_adapted_tensor,
-                params[i].device,
+                device,
                 strict,
                 alias_1d(params[i]),
                 alias_1d(grads[i]),
                 None if buffer is None else alias_1d(buffer),
-                per_step_values(params[i].device, (lr, scale)),
-                **options,
+                on_device[device],
+                norm_clamp=norm_clamp,
+                nesterov=nesterov,
             )
             increment_version(params[i])
     else:
+        values = (lr, eta * scale, momentum, weight_decay)
         for i in adapted_idx:
-            norms[i] = lars_adapted_tensor(params[i], grads[i], buffers[i], (lr, scale), **options)
+            norms[i] = lars_adapted_tensor(
+                params[i], grads[i], buffers[i], values, norm_clamp=norm_clamp, nesterov=nesterov
+            )
 
     if collector is not None and adapted_idx:
         weight_norms, grad_norms, trusts = zip(*(norms[i] for i in adapted_idx))
