@@ -282,3 +282,11 @@ def test_a_wrong_data_folder_names_the_files_it_expected(tmp_path):
                 str(tmp_path / "run"),
             ]
         )
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_runs_train_and_record_their_precision(tmp_path, precision):
+    summary = train(tiny(tmp_path, epochs=1, precision=precision), progress=False)
+    assert not summary["diverged"]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["config"]["precision"] == precision
