@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 COMMAND_MODULES = (
     "tvlars.commands.demo",
+    "tvlars.commands.pretrain",
     "tvlars.commands.schedule",
     "tvlars.commands.train",
 )

@@ -43,6 +43,33 @@ HELP = {
 }
 
 
+def add_config_flags(parser: argparse.ArgumentParser, config_class: type, help: dict) -> None:
+    """One ``--flag`` per field of the config dataclass (``--config FILE.toml`` too); flags
+    left out keep the file's or the dataclass's value (``argparse.SUPPRESS``)."""
+    parser.add_argument("--config", help="TOML file with the same keys as these flags")
+    defaults = config_class()
+    for field in dataclasses.fields(config_class):
+        if field.name == "extra":
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        text = help.get(field.name, "") + ("" if default is None else f" (default: {default})")
+        if isinstance(default, bool):
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text
+            )
+        else:
+            kind = {"int": int, "float": float}.get(str(field.type).split(" ")[0], str)
+            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=text)
+
+
+def config_from_args(args: argparse.Namespace, config_class: type):
+    """The config the flags describe: the TOML file's keys, overridden by given flags."""
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config")}
+    base = config_class.from_toml(args.config).to_dict() if args.config else {}
+    return config_class.from_dict({**base, **given})
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from tvlars.train.config import RunConfig
 
@@ -52,30 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", help="TOML file with the same keys as these flags")
-    defaults = RunConfig()
-    for field in dataclasses.fields(RunConfig):
-        if field.name == "extra":
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        default = getattr(defaults, field.name)
-        text = HELP.get(field.name, "") + ("" if default is None else f" (default: {default})")
-        if isinstance(default, bool):
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text
-            )
-        else:
-            kind = {"int": int, "float": float}.get(str(field.type).split(" ")[0], str)
-            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=text)
+    add_config_flags(parser, RunConfig, HELP)
     parser.set_defaults(func=run)
-
-
-def build_config(args: argparse.Namespace):
-    from tvlars.train.config import RunConfig
-
-    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config")}
-    base = RunConfig.from_toml(args.config).to_dict() if args.config else {}
-    return RunConfig.from_dict({**base, **given})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
     from tvlars.train import EXIT_DIVERGED, train
 
     try:
-        config = build_config(args)
-        summary = train(config)
+        from tvlars.train.config import RunConfig
+
+        summary = train(config_from_args(args, RunConfig))
     except (ValueError, DatasetNotFoundError) as error:
         raise SystemExit(f"tvlars train: {error}") from None
     if summary["diverged"]:

@@ -52,19 +52,18 @@ def _silent(message: str) -> None:
     pass
 
 
-def _load_data(config: RunConfig, processes: distributed.Processes):
-    # The first process decodes and caches; the others then read the cache.
-    dataset = None
-    if processes.is_main:
-        dataset = load_dataset(
+def load_data(config: RunConfig, processes: distributed.Processes):
+    """The run's dataset. The first process generates or decodes and caches it; the others
+    then read the cache instead of decoding the same files at the same time."""
+
+    def load():
+        return load_dataset(
             config.dataset, config.data_dir, num_samples=config.num_samples, seed=None
         )
+
+    dataset = load() if processes.is_main else None
     distributed.barrier(processes)
-    if not processes.is_main:
-        dataset = load_dataset(
-            config.dataset, config.data_dir, num_samples=config.num_samples, seed=None
-        )
-    return dataset
+    return dataset if processes.is_main else load()
 
 
 def _train(
@@ -80,7 +79,7 @@ def _train(
         )
         return summary
 
-    dataset = _load_data(config, processes)
+    dataset = load_data(config, processes)
     check_input_kind(config.model, dataset.kind)
     plan = Plan.make(config, dataset.num_train, processes.world_size)
     device = processes.device
@@ -254,7 +253,12 @@ def _train_epoch(
     correct = torch.zeros((), dtype=torch.int64, device=device)
     share = plan.micro_batch * plan.accumulation_steps
     micro_batches = batches.epoch(epoch)
-    bar = _progress_bar(plan.steps_per_epoch, epoch, config, processes, progress)
+    bar = progress_bar(
+        plan.steps_per_epoch * config.batch_size,
+        f"epoch {epoch + 1}/{config.epochs}",
+        processes,
+        progress,
+    )
     lr = float(optimizer.param_groups[0]["lr"])
     for _ in range(plan.steps_per_epoch):
         optimizer.zero_grad(set_to_none=True)
@@ -289,19 +293,15 @@ def _train_epoch(
     return totals[0].item() / seen, totals[1].item() / seen * 100, lr
 
 
-def _progress_bar(steps: int, epoch: int, config: RunConfig, processes, progress: bool):
+def progress_bar(samples: int, description: str, processes: distributed.Processes, progress: bool):
+    """A tqdm bar over ``samples`` on the main process (None elsewhere or when off): counted
+    in samples, so that it shows images/s and the ETA."""
     if not (progress and processes.is_main):
         return None
     from tqdm import tqdm
 
-    # Counted in samples, so that the bar shows images/s and the epoch's ETA.
     return tqdm(
-        total=steps * config.batch_size,
-        desc=f"epoch {epoch + 1}/{config.epochs}",
-        unit="img",
-        unit_scale=True,
-        leave=False,
-        disable=None,
+        total=samples, desc=description, unit="img", unit_scale=True, leave=False, disable=None
     )
 
 

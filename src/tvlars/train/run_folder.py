@@ -62,10 +62,12 @@ class RunFolder:
     def write_json(self, path: Path, values: dict[str, Any]) -> None:
         write_atomically(path, (json.dumps(values, indent=2, sort_keys=True) + "\n").encode())
 
-    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+    def write_metrics(
+        self, rows: list[dict[str, Any]], columns: tuple[str, ...] = METRIC_COLUMNS
+    ) -> None:
         """Rewrite metrics.csv from all rows so far (a few hundred at most: one per epoch)."""
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         write_atomically(self.metrics, text.getvalue().encode())
