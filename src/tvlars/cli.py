@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "tvlars.commands.pretrain",
     "tvlars.commands.schedule",
     "tvlars.commands.train",
+    "tvlars.commands.sweep",
+    "tvlars.commands.report",
 )
 
 

@@ -1,0 +1,153 @@
+"""``tvlars sweep PRESET_OR_TOML --out DIR``: run a grid of training runs, then report.
+
+Each cell is a run folder ``DIR/runs/<run id>``. Running the same sweep again skips
+finished cells, resumes interrupted ones and, with ``--retry-failed``, retries failed
+ones. A failing or diverging cell is recorded and the sweep goes on. ``--jobs N`` runs N
+cells at once (CPU threads split between them; on several GPUs, one cell per GPU). Only
+one sweep at a time may use DIR. At the end, ``tvlars report DIR`` runs.
+
+Presets: quick (8 cells: batch 4096 and 16384, four methods, one seed), cpu (81 cells: the
+whole study on MNIST-1D), ablation-lambda, ablation-lr, ablation-init (CPU scale),
+paper-cifar10, paper-tinyimagenet, paper-ablation-lambda, paper-ablation-lr,
+paper-ablation-init (the paper's scale: GPUs and --data-dir). --dry-run lists the cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sweep",
+        help="run a grid of training runs (a preset or a TOML file), resumably, then report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("grid", metavar="PRESET_OR_TOML", help="a preset name or a TOML file")
+    parser.add_argument("--out", type=Path, required=True, help="the sweep's folder")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="cells at once (default: 2 on CPU presets, the GPU count on several GPUs, else 1)",
+    )
+    parser.add_argument("--seeds", type=int, help="run seeds 0..K-1 in every grid")
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="rerun cells that failed before"
+    )
+    parser.add_argument("--data-dir", help="dataset folder (the paper's presets need it)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a RunConfig key in every cell (e.g. micro_batch=512, device=cuda)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list the cells and stop")
+    parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    parser.set_defaults(func=run)
+
+
+def _parse_value(text: str):
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word: a string
+
+
+def load_preset(grid: str):
+    from tvlars.experiments.custom import load_toml
+    from tvlars.experiments.presets import PRESETS, get_preset
+
+    if grid in PRESETS:
+        return get_preset(grid)
+    if Path(grid).suffix == ".toml" or Path(grid).exists():
+        return load_toml(grid)
+    raise ValueError(f"{grid!r} is neither a preset ({', '.join(PRESETS)}) nor a TOML file")
+
+
+def build_cells(preset, seeds: int | None, overrides: dict):
+    from tvlars.experiments.grid import expand_all
+
+    specs = list(preset.specs)
+    if seeds is not None:
+        specs = [spec.with_seeds(seeds) for spec in specs]
+    if overrides:
+        specs = [spec.with_base(overrides) for spec in specs]
+    return expand_all(specs)
+
+
+def _default_jobs(preset_name: str) -> tuple[int, list[int] | None]:
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus > 1:
+        return gpus, list(range(gpus))
+    from tvlars.experiments.presets import CPU_JOBS
+
+    return (1 if preset_name.startswith("paper") else CPU_JOBS), None
+
+
+def run(args: argparse.Namespace) -> int:
+    from tvlars.experiments.lock import SweepLocked
+    from tvlars.experiments.runner import run_sweep
+
+    try:
+        preset = load_preset(args.grid)
+        overrides = {}
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+            overrides[key.strip().replace("-", "_")] = _parse_value(value.strip())
+        if args.data_dir:
+            overrides["data_dir"] = args.data_dir
+        if args.seeds is not None and args.seeds < 1:
+            raise ValueError("--seeds must be >= 1")
+        cells = build_cells(preset, args.seeds, overrides)
+    except ValueError as error:
+        raise SystemExit(f"tvlars sweep: {error}") from None
+
+    if args.dry_run:
+        for cell in cells:
+            d = cell.describe()
+            print(
+                f"{cell.run_id()}  {d['task']:<14} {d['dataset']:<12} {d['method']:<10} "
+                f"B={d['batch_size']:<6} lr={d['lr']:<5g} seed={d['seed']} init={d['init']} "
+                f"lambda={d['lmbda']:g} tv_decay={d['tv_decay']} excl={d['excluded_lr_scale']:g}"
+            )
+        print(f"{len(cells)} cells in preset {preset.name}")
+        return 0
+
+    jobs, devices = _default_jobs(preset.name)
+    if args.jobs is not None:
+        if args.jobs < 1:
+            raise SystemExit("tvlars sweep: --jobs must be >= 1")
+        jobs = args.jobs
+    try:
+        outcome = run_sweep(
+            cells,
+            args.out,
+            jobs=jobs,
+            retry_failed=args.retry_failed,
+            devices=devices,
+            name=preset.name,
+            description=preset.description,
+            sweep_info={"mirrors_paper": preset.mirrors_paper},
+        )
+    except SweepLocked as error:
+        raise SystemExit(f"tvlars sweep: {error}") from None
+    except KeyboardInterrupt:
+        print("\ntvlars sweep: interrupted; run the same command again to resume")
+        return 130
+
+    if not args.no_report:
+        from tvlars.experiments.report import write_report
+
+        path = write_report(args.out)
+        print(f"report: {path}")
+    return 1 if outcome.counts().get("failed") else 0

@@ -1,0 +1,233 @@
+"""A sweep folder read back: one :class:`Run` per run folder, and their grouping over seeds.
+
+Everything here comes from the files a cell leaves (``cell.json``, ``config.json``,
+``summary.json``, ``metrics.csv``), so a report can be made from any sweep folder, even
+one whose runs were started by hand with ``tvlars train --out DIR/runs/<id>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tvlars.experiments.cell_run import CELL_FILE, ERROR_FILE, RUNS_DIR, cell_state
+from tvlars.experiments.grid import method_name, uses_lambda
+
+#: Share of a run's best test accuracy that counts as converged.
+CONVERGED_SHARE = 0.95
+
+
+@dataclass
+class Run:
+    """One run folder's settings and results (accuracies in %)."""
+
+    run_id: str
+    folder: Path
+    state: str
+    task: str
+    method: str
+    dataset: str
+    batch_size: int
+    lr: float
+    seed: int
+    init: str
+    optimizer: str
+    schedule: str
+    lmbda: float
+    tv_decay: float | None
+    plan_lmbda: float | None
+    paper_lambda: float | None
+    excluded_lr_scale: float
+    epochs: int
+    steps_per_epoch: int | None
+    final_acc: float = math.nan
+    best_acc: float = math.nan
+    diverged: bool = False
+    wall_seconds: float = math.nan
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state == "finished"
+
+    @property
+    def uses_lambda(self) -> bool:
+        return uses_lambda(self.optimizer, self.schedule)
+
+    @property
+    def lambda_label(self) -> str:
+        """How this run sets phi's decay, for labels: a literal per-step lambda, a tv_decay
+        K mimicking a paper lambda, or a bare K."""
+        if self.tv_decay is None:
+            return f"λ={self.lmbda:g}"
+        if self.paper_lambda is not None:
+            return f"λ≈{self.paper_lambda:g} (paper shape)"
+        return f"K={self.tv_decay:g}"
+
+    @property
+    def decay_value(self) -> float:
+        """The lambda this run stands for: the paper lambda it mimics, else its own."""
+        if self.paper_lambda is not None:
+            return self.paper_lambda
+        return self.plan_lmbda if self.plan_lmbda is not None else self.lmbda
+
+    def epochs_to_converge(self, share: float = CONVERGED_SHARE) -> float:
+        """The first epoch whose test accuracy reaches ``share`` of the run's best."""
+        accs = [row["test_acc"] for row in self.metrics if math.isfinite(row["test_acc"])]
+        if not accs:
+            return math.nan
+        target = share * max(accs)
+        for row in self.metrics:
+            if math.isfinite(row["test_acc"]) and row["test_acc"] >= target:
+                return row["epoch"]
+        return math.nan
+
+    def instability(self) -> float:
+        """Mean absolute change of test accuracy from one epoch to the next (points) over
+        the second half of training, where a stable run has stopped climbing."""
+        accs = [row["test_acc"] for row in self.metrics]
+        accs = accs[len(accs) // 2 :]
+        steps = [abs(b - a) for a, b in zip(accs, accs[1:], strict=False)]
+        steps = [s for s in steps if math.isfinite(s)]
+        return sum(steps) / len(steps) if steps else math.nan
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _read_metrics(path: Path) -> list[dict[str, float]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as file:
+        return [
+            {
+                key: float(value) if value not in ("", None) else math.nan
+                for key, value in row.items()
+            }
+            for row in csv.DictReader(file)
+        ]
+
+
+def read_run(folder: Path) -> Run | None:
+    """The run in ``folder``, or ``None`` if nothing there says what it was."""
+    cell = _read_json(folder / CELL_FILE)
+    config_file = _read_json(folder / "config.json")
+    config = config_file.get("config") or {}
+    plan = config_file.get("plan") or {}
+    if not cell and not config:
+        return None
+    # config.json is what ran; cell.json stands in before the run starts (or if it failed).
+    settings = {**cell, **config}
+    optimizer = config.get("optimizer") or cell.get("optimizer") or "tvlars"
+    schedule = config.get("schedule") or cell.get("schedule") or "none"
+    summary = _read_json(folder / "summary.json")
+    state = cell_state(folder)
+    if state == "finished" and summary.get("diverged"):
+        state = "diverged"
+    labels = cell.get("labels") or {}
+    run = Run(
+        run_id=cell.get("run_id") or config_file.get("run_id") or folder.name,
+        folder=folder,
+        state=state,
+        task=cell.get("task", "classification"),
+        method=cell.get("method") or method_name(optimizer, schedule),
+        dataset=str(settings.get("dataset", "?")),
+        batch_size=int(settings.get("batch_size", 0)),
+        lr=float(settings.get("lr") or 0.0),
+        seed=int(settings.get("seed", 0)),
+        init=str(settings.get("init", "?")),
+        optimizer=optimizer,
+        schedule=schedule,
+        lmbda=float(settings.get("lmbda", 1e-4)),
+        tv_decay=settings.get("tv_decay"),
+        plan_lmbda=plan.get("lmbda"),
+        paper_lambda=labels.get("paper_lambda"),
+        excluded_lr_scale=float(settings.get("excluded_lr_scale", 1.0)),
+        epochs=int(settings.get("epochs", 0)),
+        steps_per_epoch=plan.get("steps_per_epoch"),
+    )
+    if summary:
+        run.final_acc = float(summary.get("final_test_acc", math.nan))
+        run.best_acc = float(summary.get("best_test_acc", math.nan))
+        run.diverged = bool(summary.get("diverged"))
+        run.wall_seconds = float(summary.get("wall_seconds", math.nan))
+    run.metrics = _read_metrics(folder / "metrics.csv")
+    if (folder / ERROR_FILE).exists():
+        lines = (folder / ERROR_FILE).read_text().strip().splitlines()
+        run.error = lines[-1] if lines else "failed"
+    return run
+
+
+def read_runs(sweep_dir: str | Path) -> list[Run]:
+    root = Path(sweep_dir) / RUNS_DIR
+    if not root.is_dir():
+        return []
+    runs = [read_run(folder) for folder in sorted(root.iterdir()) if folder.is_dir()]
+    return [run for run in runs if run is not None]
+
+
+def main_init(runs: list[Run]) -> str:
+    """The init most runs use: the table's, so other inits are marked as variants."""
+    counts = Counter(run.init for run in runs)
+    return counts.most_common(1)[0][0] if counts else ""
+
+
+def variant(run: Run, table_init: str) -> str:
+    """The row label of a run in the tables: its method and every setting that differs
+    from the table's (lambda for TVLARS-type methods, excluded-LR scale, init)."""
+    parts = [run.method]
+    if run.uses_lambda:
+        parts.append(run.lambda_label)
+    if run.excluded_lr_scale != 1.0:
+        parts.append(f"excl. LR x{run.excluded_lr_scale:g}")
+    if run.init != table_init:
+        parts.append(run.init)
+    return " · ".join(parts)
+
+
+@dataclass
+class Group:
+    """The runs of one cell of the table: the same settings except the seed."""
+
+    task: str
+    dataset: str
+    batch_size: int
+    lr: float
+    variant: str
+    runs: list[Run]
+
+    @property
+    def done(self) -> list[Run]:
+        return [r for r in self.runs if r.state in ("finished", "diverged")]
+
+    def accuracies(self, best: bool = False) -> list[float]:
+        values = [r.best_acc if best else r.final_acc for r in self.done]
+        return [v for v in values if math.isfinite(v)]
+
+    @property
+    def diverged(self) -> int:
+        return sum(r.diverged for r in self.done)
+
+    @property
+    def failed(self) -> int:
+        return sum(r.state == "failed" for r in self.runs)
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    """Runs grouped over seeds, in the order task, dataset, batch, lr, variant."""
+    table_init = main_init(runs)
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        key = (run.task, run.dataset, run.batch_size, run.lr, variant(run, table_init))
+        groups[key].append(run)
+    return [
+        Group(*key, sorted(members, key=lambda r: r.seed))
+        for key, members in sorted(groups.items())
+    ]

@@ -1,0 +1,163 @@
+"""``tvlars report DIR``: report.md, CSV files and PNG figures from a sweep folder.
+
+Files written into DIR:
+
+- ``report.md``: what ran; Table I's layout (mean ± spread over seeds, diverged and failed
+  runs marked, Table I's numbers beside ours where the sweep runs the paper's datasets);
+  epochs to 95% of each run's best accuracy; the figures; the paper's claims with this
+  sweep's evidence and a verdict.
+- ``runs.csv`` (one row per run), ``table.csv`` (one row per table cell, over seeds),
+  ``convergence.csv``, ``paper_table_1.csv`` (the transcription of Table I).
+- ``fig*.png``: see :mod:`tvlars.experiments.figures`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+
+from tvlars.experiments import paper_table
+from tvlars.experiments.claims import evaluate_claims
+from tvlars.experiments.figures import FIGURES
+from tvlars.experiments.records import group_runs, read_runs
+from tvlars.experiments.tables import (
+    convergence_markdown,
+    convergence_rows,
+    groups_csv,
+    paper_markdown,
+    runs_csv,
+    table_one_markdown,
+    to_csv,
+)
+
+PAPER_DATASETS = {dataset for _, dataset in paper_table.COLUMN_GROUPS}
+
+
+def _sweep_info(sweep_dir: Path) -> dict:
+    path = sweep_dir / "sweep.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_report(sweep_dir: str | Path, *, figures: bool = True) -> Path:
+    """Write the report files into ``sweep_dir``; return the path of report.md. Without
+    ``figures`` the PNGs are left out (they take most of the time)."""
+    sweep_dir = Path(sweep_dir)
+    runs = read_runs(sweep_dir)
+    groups = group_runs(runs)
+    info = _sweep_info(sweep_dir)
+    with_paper = any(r.dataset in PAPER_DATASETS for r in runs)
+
+    (sweep_dir / "runs.csv").write_text(runs_csv(runs))
+    (sweep_dir / "table.csv").write_text(groups_csv(groups, with_paper))
+    convergence = convergence_rows(groups)
+    (sweep_dir / "convergence.csv").write_text(
+        to_csv(list(convergence[0]) if convergence else ["variant"], convergence)
+    )
+    (sweep_dir / "paper_table_1.csv").write_text(
+        to_csv(
+            (
+                "task",
+                "dataset",
+                "batch_size",
+                "method",
+                "paper_method",
+                "lr",
+                "accuracy",
+                "uncertain",
+            ),
+            paper_table.rows(),
+        )
+    )
+
+    drawn, figure_errors = [], []
+    for draw in FIGURES if figures else ():
+        try:
+            drawn += draw(runs, sweep_dir)
+        except Exception:  # noqa: BLE001 - one broken figure must not cost the report
+            figure_errors.append(f"{draw.__name__}: {traceback.format_exc(limit=2).strip()}")
+
+    lines = [f"# Sweep report: {sweep_dir.name}", ""]
+    lines += _overview(runs, info)
+    lines += ["", "## Table I layout: final test accuracy (%)", ""]
+    lines.append(
+        "Mean ± sample standard deviation over seeds (n = seeds when more than one); "
+        "†k: k runs diverged (their accuracy when they stopped is included), ✗k: k runs failed."
+        + (
+            " [x]: the paper's Table I value for the same cell."
+            if with_paper
+            else " This sweep does not run the paper's datasets: compare orderings with Table I "
+            "(below), not numbers."
+        )
+    )
+    lines += ["", table_one_markdown(groups, with_paper) if groups else "(no runs yet)", ""]
+    lines += ["## Epochs to 95% of each run's best test accuracy", ""]
+    lines += [convergence_markdown(convergence) or "(no finished runs)", ""]
+    lines += ["## Figures", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in drawn] or ["(none: the sweep lacks their runs)"]
+    if figure_errors:
+        lines += ["", "Figures that failed:", ""] + [f"    {e}" for e in figure_errors]
+    lines += ["", "## The paper's claims", ""]
+    lines += _claims(runs)
+    lines += ["", "## Table I as published (CIFAR-10, classification)", ""]
+    lines += [
+        f"Source: {paper_table.SOURCE}. '?' marks cells that look odd as printed "
+        "(see `tvlars.experiments.paper_table.UNCERTAIN`).",
+        "",
+    ]
+    lines += [paper_markdown(), ""]
+    path = sweep_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _overview(runs, info) -> list[str]:
+    states = Counter(r.state for r in runs)
+    presets = info.get("presets", [])
+    planned = len(info.get("cells", [])) or len(runs)
+    lines = [f"Written {time.strftime('%Y-%m-%d %H:%M:%S')}."]
+    if presets:
+        lines.append(
+            "Presets run here: "
+            + "; ".join(f"`{p['name']}` ({p.get('description', '')})" for p in presets)
+            + "."
+        )
+    lines.append(
+        f"{planned} cells planned; run folders: "
+        + (", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none")
+        + "."
+    )
+    seconds = sum(r.wall_seconds for r in runs if r.wall_seconds == r.wall_seconds)
+    if seconds:
+        lines.append(f"Training time summed over runs: {seconds / 60:.1f} min.")
+    settings = sorted({(r.dataset, r.epochs) for r in runs})
+    if settings:
+        lines.append(
+            "Datasets and epochs: " + ", ".join(f"{d} ({e} epochs)" for d, e in settings) + "."
+        )
+    failed = [r for r in runs if r.state == "failed"]
+    for r in failed[:10]:
+        lines.append(f"- failed: `{r.run_id}` {r.method} B={r.batch_size} lr {r.lr:g}: {r.error}")
+    return lines
+
+
+def _claims(runs) -> list[str]:
+    lines = []
+    for number, claim in enumerate(evaluate_claims(runs), start=1):
+        lines += [
+            f"### {number}. {claim.title}: **{claim.verdict}**",
+            "",
+            f"Paper: {claim.paper}",
+            "",
+        ]
+        if claim.evidence:
+            lines += ["Evidence:", ""]
+            lines += [e if e.startswith("  -") else f"- {e}" for e in claim.evidence]
+            lines.append("")
+        for caveat in claim.caveats:
+            lines.append(f"Note: {caveat}.")
+        if claim.caveats:
+            lines.append("")
+    return lines

@@ -1,0 +1,264 @@
+"""The sweep runner: every cell of a grid to a run folder, resumably, in parallel, locked.
+
+Rerunning a sweep on the same folder skips finished cells, resumes interrupted ones from
+their checkpoints, and retries failed ones only with ``retry_failed``. A cell that raises
+is recorded (``error.txt``) and the sweep goes on; a diverged cell is finished (its summary
+says so). ``jobs`` > 1 runs cells in spawned worker processes, each with
+``max(1, cores // jobs)`` CPU threads, or one GPU each when ``devices`` lists GPUs.
+The folder's lock (:mod:`tvlars.experiments.lock`) keeps a second sweep out.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tvlars.experiments.cell_run import (
+    BUSY,
+    FAILED,
+    FINISHED,
+    CellResult,
+    CellTask,
+    barlow_twins_available,
+    cell_folder,
+    cell_state,
+    execute_cell,
+    initialize_worker,
+    write_json,
+)
+from tvlars.experiments.grid import Cell
+from tvlars.experiments.lock import sweep_lock
+from tvlars.experiments.progress import Progress
+
+SWEEP_FILE = "sweep.json"
+
+
+@dataclass
+class SweepOutcome:
+    """How each cell of the sweep ended up: ``states`` maps run id to finished, diverged,
+    failed, skipped-failed (not retried) or unavailable (its task cannot run here)."""
+
+    states: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def counts(self) -> Counter[str]:
+        return Counter(self.states.values())
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_cell(jobs: int, cores: int | None = None) -> int:
+    """CPU threads each of ``jobs`` parallel cells gets: the cores split evenly, at least 1."""
+    return max(1, (cores or available_cores()) // max(1, jobs))
+
+
+def record_sweep(out: Path, name: str, description: str, cells: Sequence[Cell], **extra) -> None:
+    """Write ``DIR/sweep.json``: the presets run on this folder and every cell they asked
+    for (the union with what an earlier sweep on the folder recorded)."""
+    import json
+
+    path = out / SWEEP_FILE
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    cells_by_id = {c["run_id"]: c for c in previous.get("cells", [])}
+    for cell in cells:
+        cells_by_id[cell.run_id()] = {"run_id": cell.run_id(), **cell.describe()}
+    presets = [p for p in previous.get("presets", []) if p.get("name") != name]
+    presets.append({"name": name, "description": description, **extra})
+    write_json(path, {"presets": presets, "cells": list(cells_by_id.values())})
+
+
+def run_sweep(
+    cells: Sequence[Cell],
+    out: str | os.PathLike[str],
+    *,
+    jobs: int = 1,
+    retry_failed: bool = False,
+    threads: int | None = None,
+    devices: Sequence[int] | None = None,
+    name: str = "custom",
+    description: str = "",
+    sweep_info: dict | None = None,
+    log: Callable[[str], None] = print,
+    execute: Callable[[CellTask], CellResult] = execute_cell,
+) -> SweepOutcome:
+    """Run every cell not yet finished; return how each one ended.
+
+    ``execute`` runs one cell (in this process when ``jobs`` is 1, else in a spawned
+    worker, where it must be importable); tests substitute it.
+    """
+    out = Path(out)
+    started = time.monotonic()
+    with sweep_lock(out):
+        record_sweep(out, name, description, cells, **(sweep_info or {}))
+        outcome = SweepOutcome()
+        todo: list[CellTask] = []
+        bt_ok = any(c.task == "barlow-twins" for c in cells) and barlow_twins_available()
+        if threads is None:
+            threads = threads_per_cell(jobs)
+        for cell in cells:
+            folder = cell_folder(out, cell)
+            state = cell_state(folder)
+            if cell.task != "classification" and not bt_ok:
+                outcome.states[cell.run_id()] = "unavailable"
+            elif state == FINISHED:
+                outcome.states[cell.run_id()] = _finished_state(folder)
+            elif state == FAILED and not retry_failed:
+                outcome.states[cell.run_id()] = "skipped-failed"
+            else:
+                todo.append(CellTask(cell, str(folder), threads))
+        _announce(outcome, todo, len(cells), jobs, threads, log)
+        progress = Progress(total=len(cells), done_before=len(cells) - len(todo))
+        if todo and jobs > 1:
+            prepare_datasets([task.cell for task in todo], log)
+        if jobs <= 1 or len(todo) <= 1:
+            _run_here(todo, execute, progress, outcome, log)
+        else:
+            _run_in_workers(todo, execute, jobs, threads, devices, progress, outcome, log)
+    outcome.seconds = time.monotonic() - started
+    counts = outcome.counts()
+    log(
+        "[sweep] finished: "
+        + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        + f" in {outcome.seconds:.0f}s"
+    )
+    return outcome
+
+
+def prepare_datasets(cells: Sequence[Cell], log: Callable[[str], None]) -> None:
+    """Generate or decode each dataset once, here, into the cache, so that parallel cells
+    read it instead of all making it at once (MNIST-1D at 62,500 samples takes a minute)."""
+    from tvlars.data import load_dataset
+
+    seen = set()
+    for cell in cells:
+        c = cell.config
+        key = (c.dataset, c.num_samples, c.data_dir)
+        if key in seen:
+            continue
+        seen.add(key)
+        log(
+            f"[sweep] preparing {c.dataset}"
+            + (f" ({c.num_samples} samples)" if c.num_samples else "")
+        )
+        try:
+            load_dataset(c.dataset, c.data_dir, num_samples=c.num_samples, seed=None)
+        except Exception as error:  # noqa: BLE001 - the cells will fail and record why
+            log(f"[sweep] could not prepare {c.dataset}: {error}")
+
+
+def _finished_state(folder: Path) -> str:
+    import json
+
+    summary = json.loads((folder / "summary.json").read_text())
+    return "diverged" if summary.get("diverged") else "finished"
+
+
+def _announce(outcome, todo, total, jobs, threads, log) -> None:
+    counts = outcome.counts()
+    skipped = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    log(
+        f"[sweep] {total} cells: {len(todo)} to run"
+        + (f"; already {skipped}" if skipped else "")
+        + f"; {jobs} at a time, {threads} thread(s) each"
+    )
+    if counts.get("skipped-failed"):
+        log("[sweep] failed cells are not rerun; pass --retry-failed to retry them")
+    if counts.get("unavailable"):
+        log("[sweep] Barlow Twins cells are left out: tvlars.pretrain is not available")
+
+
+def _record(result: CellResult, progress: Progress, outcome: SweepOutcome, log) -> None:
+    if result.state in (FAILED, BUSY):
+        state = result.state
+    else:
+        state = "diverged" if result.diverged else FINISHED
+    outcome.states[result.run_id] = state
+    progress.outcomes[state] += 1
+    if state in (FAILED, BUSY):
+        detail = f"{state}: {result.error}"
+    else:
+        detail = "diverged" if result.diverged else f"test acc {result.accuracy:.2f}%"
+    log(f"[sweep] {result.run_id} {detail} ({result.seconds:.0f}s)")
+
+
+def _run_here(todo, execute, progress, outcome, log) -> None:
+    for task in todo:
+        progress.running = 1
+        result = execute(task)
+        progress.running = 0
+        _record(result, progress, outcome, log)
+        log(progress.line())
+
+
+def _run_in_workers(todo, execute, jobs, threads, devices, progress, outcome, log) -> None:
+    context = multiprocessing.get_context("spawn")
+    device_queue = None
+    if devices:
+        jobs = min(jobs, len(devices))
+        device_queue = context.Manager().Queue()
+
+    def new_pool() -> concurrent.futures.ProcessPoolExecutor:
+        if device_queue is not None:
+            while not device_queue.empty():  # a rebuilt pool hands every GPU out again
+                device_queue.get()
+            for device in devices:
+                device_queue.put(device)
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=jobs,
+            mp_context=context,
+            initializer=initialize_worker,
+            initargs=(threads, device_queue),
+        )
+
+    pool = new_pool()
+    pending: dict[concurrent.futures.Future, CellTask] = {}
+    queue = list(todo)
+    try:
+        while queue or pending:
+            while queue and len(pending) < jobs:
+                task = queue.pop(0)
+                pending[pool.submit(execute, task)] = task
+            progress.running = len(pending)
+            if sum(progress.outcomes.values()):
+                log(progress.line())
+            done, _ = concurrent.futures.wait(
+                pending, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            broken = False
+            for future in done:
+                task = pending.pop(future)
+                progress.running = len(pending)
+                try:
+                    result = future.result()
+                except concurrent.futures.process.BrokenProcessPool as error:
+                    # A worker died (killed, out of memory): its cell counts as failed.
+                    result = _crashed(task, error)
+                    broken = True
+                _record(result, progress, outcome, log)
+            if broken:
+                # Every other cell in flight died with the pool: queue them again.
+                queue = [pending.pop(f) for f in list(pending)] + queue
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
+        log(progress.line())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _crashed(task: CellTask, error: BaseException) -> CellResult:
+    folder = Path(task.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    message = f"the worker process running this cell died: {error!r}"
+    (folder / "error.txt").write_text(message + "\n")
+    return CellResult(task.cell.run_id(), FAILED, error=message)

@@ -1,0 +1,264 @@
+"""The report, from run folders written by hand: its numbers are the summaries' numbers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from tvlars.cli import main
+from tvlars.experiments.claims import HOLDS, NOISE, NOT_HOLD, UNTESTED, evaluate_claims, verdict
+from tvlars.experiments.grid import SweepSpec, expand
+from tvlars.experiments.records import read_runs
+from tvlars.experiments.report import write_report
+from tvlars.experiments.stats import HIGHER, LOWER, TIE, compare, stat
+
+EPOCHS = 10
+
+
+def write_run(
+    root,
+    method,
+    batch,
+    lr,
+    seed,
+    accuracy,
+    *,
+    dataset="mnist1d",
+    init="xavier_uniform",
+    tv_decay=None,
+    excluded=1.0,
+    diverged=False,
+    curve=None,
+    layers=False,
+    lmbda=1e-4,
+):
+    """A finished run folder as a sweep leaves it; test accuracy rises to ``accuracy``."""
+    spec = SweepSpec(
+        name="t",
+        methods=(method,),
+        batches={batch: (lr,)},
+        seeds=(seed,),
+        datasets=(dataset,),
+        inits=(init,),
+        lambdas={"classification": () if tv_decay else (lmbda,)},
+        tv_decays=(tv_decay,) if tv_decay else (),
+        excluded_lr_scales=(excluded,),
+        base={"epochs": EPOCHS},
+    )
+    (cell,) = expand(spec)
+    folder = root / "runs" / cell.run_id()
+    folder.mkdir(parents=True)
+    config = cell.config.resolved()
+    (folder / "cell.json").write_text(json.dumps({"run_id": cell.run_id(), **cell.describe()}))
+    plan = {"steps_per_epoch": 50_000 // batch, "lmbda": lmbda}
+    (folder / "config.json").write_text(
+        json.dumps({"run_id": cell.run_id(), "config": config.to_dict(), "plan": plan})
+    )
+    curve = curve or [accuracy * min(1.0, (e + 1) / 5) for e in range(EPOCHS)]
+    curve[-1] = accuracy
+    with open(folder / "metrics.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(
+            [
+                "epoch",
+                "step",
+                "lr",
+                "train_loss",
+                "train_acc",
+                "test_loss",
+                "test_acc",
+                "test_acc5",
+                "seconds",
+            ]
+        )
+        for e, acc in enumerate(curve, start=1):
+            writer.writerow(
+                [
+                    e,
+                    e * plan["steps_per_epoch"],
+                    lr,
+                    1.0,
+                    acc,
+                    2.0 - acc / 100,
+                    acc,
+                    min(100, acc + 20),
+                    e,
+                ]
+            )
+    if layers:
+        with open(folder / "layers.csv", "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(
+                [
+                    "step",
+                    "layer",
+                    "weight_norm",
+                    "grad_norm",
+                    "norm_ratio",
+                    "trust_ratio",
+                    "step_size",
+                ]
+            )
+            for step in range(1, 20):
+                for layer in ("conv1.weight", "fc.weight"):
+                    writer.writerow(
+                        [step, layer, 1.0 + step, 1.0 / step, step * (1 + step), 1, 0.1]
+                    )
+    summary = {
+        "run_id": cell.run_id(),
+        "final_test_acc": curve[-1],
+        "best_test_acc": max(curve),
+        "diverged": diverged,
+        "diverged_epoch": 3 if diverged else None,
+        "wall_seconds": 5.0,
+        "epochs": EPOCHS,
+        "excluded_lr_scale": excluded,
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def jagged(accuracy):
+    """A test-accuracy curve that swings 10 points from epoch to epoch."""
+    return [accuracy + (5.0 if e % 2 else -5.0) for e in range(EPOCHS)]
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """WA-LARS, NOWA-LARS (jagged curves) and TVLARS at two batch sizes, three seeds each."""
+    values = {
+        ("WA-LARS", 1024): (70.0, 71.0, 72.0),
+        ("TVLARS", 1024): (80.0, 81.0, 82.0),
+        ("NOWA-LARS", 1024): (40.0, 60.0, 20.0),
+        ("WA-LARS", 16384): (60.0, 61.0, 62.0),
+        ("TVLARS", 16384): (75.0, 76.0, 77.0),
+        ("NOWA-LARS", 16384): (10.0, 10.0, 30.0),
+    }
+    lrs = {1024: 4.0, 16384: 19.0}
+    for (method, batch), accs in values.items():
+        for seed, acc in enumerate(accs):
+            write_run(
+                tmp_path,
+                method,
+                batch,
+                lrs[batch],
+                seed,
+                acc,
+                diverged=(method == "NOWA-LARS" and acc == 10.0),
+                layers=method.endswith("LARS") and seed == 0,
+                curve=jagged(acc) if method == "NOWA-LARS" else None,
+            )
+    return tmp_path
+
+
+def table_rows(folder):
+    with open(folder / "table.csv") as file:
+        return list(csv.DictReader(file))
+
+
+def test_the_table_holds_the_mean_and_spread_of_the_summaries(sweep):
+    write_report(sweep, figures=False)
+    rows = {(int(r["batch_size"]), r["variant"]): r for r in table_rows(sweep)}
+    tv = rows[(1024, "TVLARS · λ=0.0001")]
+    assert float(tv["mean_final_acc"]) == pytest.approx(81.0)
+    assert float(tv["std_final_acc"]) == pytest.approx(1.0)
+    assert int(tv["n"]) == 3
+    assert int(rows[(16384, "NOWA-LARS")]["diverged"]) == 2
+
+
+def test_the_markdown_table_shows_the_same_numbers_and_marks_divergence(sweep):
+    text = write_report(sweep, figures=False).read_text()
+    assert "81.0 ± 1.0 (n=3)" in text
+    assert "61.0 ± 1.0 (n=3)" in text
+    assert "†2" in text
+    assert "*learning rate*" in text
+
+
+def test_runs_csv_lists_every_run_folder(sweep):
+    write_report(sweep, figures=False)
+    with open(sweep / "runs.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 18
+    assert {float(r["final_acc"]) for r in rows if r["method"] == "TVLARS"} == {
+        80.0,
+        81.0,
+        82.0,
+        75.0,
+        76.0,
+        77.0,
+    }
+
+
+def test_paper_numbers_appear_beside_ours_on_the_papers_datasets(tmp_path):
+    write_run(tmp_path, "WA-LARS", 512, 1.0, 0, 70.0, dataset="cifar10")
+    write_run(tmp_path, "TVLARS", 512, 1.0, 0, 71.0, dataset="cifar10")
+    text = write_report(tmp_path, figures=False).read_text()
+    assert "70.0 [74.64]" in text and "71.0 [78.92]" in text
+    rows = table_rows(tmp_path)
+    assert {float(r["paper_acc"]) for r in rows} == {74.64, 78.92}
+
+
+def test_figures_are_drawn_only_when_their_runs_exist(sweep, tmp_path_factory):
+    write_report(sweep)
+    for name in (
+        "fig1_5_schedules.png",
+        "fig2_warmup.png",
+        "fig3_layers_wa-lars.png",
+        "fig3_layers_nowa-lars.png",
+    ):
+        assert (sweep / name).stat().st_size > 1000, name
+    for name in ("fig6_lambda.png", "fig7_lr.png", "fig8_init.png"):
+        assert not (sweep / name).exists()
+
+
+def test_ablation_figures_are_drawn_from_ablation_runs(tmp_path):
+    for i, lmbda in enumerate((1e-5, 1e-4, 1e-3)):
+        write_run(tmp_path, "TVLARS", 1024, 4.0, 0, 70.0 + i, lmbda=lmbda)
+    for lr in (2.0, 3.0):
+        write_run(tmp_path, "TVLARS", 1024, lr, 0, 60.0 + lr)
+    write_run(tmp_path, "TVLARS", 1024, 4.0, 0, 65.0, init="kaiming_normal")
+    write_report(tmp_path)
+    for name in ("fig6_lambda.png", "fig7_lr.png", "fig8_init.png"):
+        assert (tmp_path / name).exists(), name
+
+
+def test_claims_give_verdicts_from_the_evidence(sweep):
+    claims = {c.title: c for c in evaluate_claims(read_runs(sweep))}
+    beats = claims["TVLARS is more accurate than WA-LARS at every batch size"]
+    assert beats.verdict == HOLDS
+    assert claims["LARS without warm-up (NOWA-LARS) is unstable"].verdict == HOLDS
+    assert claims["The weight initialization hardly matters"].verdict == UNTESTED
+    assert claims["A higher learning rate gives higher accuracy"].verdict == UNTESTED
+
+
+def test_a_one_seed_difference_under_three_points_is_noise(tmp_path):
+    write_run(tmp_path, "WA-LARS", 1024, 4.0, 0, 70.0)
+    write_run(tmp_path, "TVLARS", 1024, 4.0, 0, 72.5)
+    claims = evaluate_claims(read_runs(tmp_path))
+    assert claims[0].verdict == NOISE
+    assert any("within 3 points" in c for c in claims[0].caveats)
+
+
+def test_verdicts_never_overstate():
+    assert verdict([HIGHER, HIGHER]) == HOLDS
+    assert verdict([HIGHER, TIE]) == "holds in part"
+    assert verdict([HIGHER, LOWER]) == NOT_HOLD
+    assert verdict([TIE, TIE]) == NOISE
+    assert verdict([]) == UNTESTED
+
+
+def test_differences_within_twice_the_standard_error_are_noise():
+    a, b = stat([70.0, 75.0, 80.0]), stat([72.0, 77.0, 82.0])
+    assert compare(a, b)[2] == TIE
+    assert compare(stat([90.0, 90.5, 91.0]), stat([80.0, 80.5, 81.0]))[2] == HIGHER
+    assert math.isnan(stat([1.0]).std)
+
+
+def test_the_report_command_writes_report_md(tmp_path, capsys):
+    write_run(tmp_path, "TVLARS", 1024, 4.0, 0, 70.0)
+    assert main(["report", str(tmp_path)]) == 0
+    assert (tmp_path / "report.md").exists()
+    assert "wrote" in capsys.readouterr().out
