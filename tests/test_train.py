@@ -290,3 +290,24 @@ def test_mixed_precision_runs_train_and_record_their_precision(tmp_path, precisi
     assert not summary["diverged"]
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["config"]["precision"] == precision
+
+
+def test_a_run_killed_after_diverging_resumes_as_diverged_without_training(tmp_path, monkeypatch):
+    from tvlars.train.run_folder import RunFolder
+
+    config = tiny(tmp_path, optimizer="sgd", lr=1e6, schedule="none")
+    original_write_json = RunFolder.write_json
+
+    def killed_before_summary(self, path, values):
+        if path == self.summary:
+            raise KeyboardInterrupt("killed")
+        original_write_json(self, path, values)
+
+    monkeypatch.setattr(RunFolder, "write_json", killed_before_summary)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False)
+    epochs_before = len(metric_rows(tmp_path))
+    monkeypatch.setattr(RunFolder, "write_json", original_write_json)
+    summary = train(config, progress=False)
+    assert summary["diverged"] and summary["diverged_epoch"] == epochs_before
+    assert len(metric_rows(tmp_path)) == epochs_before

@@ -52,7 +52,13 @@ from tvlars.pretrain.views import TwoViews
 from tvlars.telemetry import LayerRecorder
 from tvlars.train import distributed
 from tvlars.train.config import Plan
-from tvlars.train.loop import AUTOCAST_DTYPES, EXIT_DIVERGED, load_data, progress_bar
+from tvlars.train.loop import (
+    AUTOCAST_DTYPES,
+    EXIT_DIVERGED,
+    load_data,
+    progress_bar,
+    save_epoch,
+)
 from tvlars.train.optimizers import build_optimizer, build_scheduler
 from tvlars.train.run_folder import RunFolder
 
@@ -221,23 +227,24 @@ def _run(
                 f"epoch {epoch + 1:>4}/{config.epochs}  lr {lr:.4g}  "
                 f"Barlow Twins loss {train_loss:.4f}{knn_text}  {elapsed:.1f}s"
             )
-            if recorder is not None:
-                recorder.flush()
-            if processes.is_main:
-                folder.write_metrics(rows, METRIC_COLUMNS)
-                folder.save_checkpoint(
-                    {
-                        "run_id": run_id,
-                        "epoch": epoch + 1,
-                        "metrics": rows,
-                        "seconds": elapsed,
-                        "train_seconds": train_seconds,
-                        "model": network.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict(),
-                    }
-                )
+            save_epoch(
+                folder,
+                processes,
+                recorder,
+                rows,
+                METRIC_COLUMNS,
+                {
+                    "run_id": run_id,
+                    "epoch": epoch + 1,
+                    "metrics": rows,
+                    "seconds": elapsed,
+                    "train_seconds": train_seconds,
+                    "model": network.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                },
+            )
             if not math.isfinite(train_loss):
                 diverged_epoch = epoch + 1
                 log(f"diverged at epoch {diverged_epoch}: the Barlow Twins loss is {train_loss}")

@@ -29,7 +29,7 @@ from tvlars.telemetry import LayerRecorder
 from tvlars.train import distributed
 from tvlars.train.config import Plan, RunConfig
 from tvlars.train.optimizers import build_optimizer, build_scheduler
-from tvlars.train.run_folder import RunFolder
+from tvlars.train.run_folder import METRIC_COLUMNS, RunFolder
 
 #: Exit status of ``tvlars train`` when the loss became NaN or infinite.
 EXIT_DIVERGED = 3
@@ -164,7 +164,9 @@ def _train(
 
     diverged_epoch = None
     try:
-        for epoch in range(start_epoch, config.epochs):
+        # A run killed after the checkpoint of a diverged epoch is over: train no further.
+        diverged_before = bool(rows) and not math.isfinite(rows[-1]["train_loss"])
+        for epoch in range(start_epoch, start_epoch if diverged_before else config.epochs):
             started = time.perf_counter()
             train_loss, train_acc, lr = _train_epoch(
                 train_model,
@@ -200,23 +202,24 @@ def _train(
                 f"acc {train_acc:.2f}%  test loss {test_loss:.4f} acc {test_acc:.2f}% "
                 f"(top-5 {test_acc5:.2f}%)  {elapsed:.1f}s"
             )
-            if recorder is not None:
-                recorder.flush()
-            if processes.is_main:
-                folder.write_metrics(rows)
-                folder.save_checkpoint(
-                    {
-                        "run_id": run_id,
-                        "epoch": epoch + 1,
-                        "metrics": rows,
-                        "seconds": elapsed,
-                        "train_seconds": train_seconds,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict(),
-                    }
-                )
+            save_epoch(
+                folder,
+                processes,
+                recorder,
+                rows,
+                METRIC_COLUMNS,
+                {
+                    "run_id": run_id,
+                    "epoch": epoch + 1,
+                    "metrics": rows,
+                    "seconds": elapsed,
+                    "train_seconds": train_seconds,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                },
+            )
             if not math.isfinite(train_loss):
                 diverged_epoch = epoch + 1
                 log(f"diverged at epoch {diverged_epoch}: the training loss is {train_loss}")
@@ -224,6 +227,8 @@ def _train(
     finally:
         if recorder is not None:
             recorder.close()
+    if diverged_epoch is None and rows and not math.isfinite(rows[-1]["train_loss"]):
+        diverged_epoch = rows[-1]["epoch"]  # killed after a diverged epoch's checkpoint
 
     summary = _summary(
         config, plan, processes, rows, elapsed, train_seconds, diverged_epoch, run_id
@@ -291,6 +296,23 @@ def _train_epoch(
     totals = distributed.sum_across(torch.stack([loss_sum, correct.double()]), processes)
     seen = plan.steps_per_epoch * config.batch_size
     return totals[0].item() / seen, totals[1].item() / seen * 100, lr
+
+
+def save_epoch(
+    folder: RunFolder,
+    processes: distributed.Processes,
+    recorder: LayerRecorder | None,
+    rows: list[dict[str, Any]],
+    columns: tuple[str, ...],
+    checkpoint: dict[str, Any],
+) -> None:
+    """Make a finished epoch durable: telemetry first, then metrics.csv, then the checkpoint
+    (each written atomically), so that a resumed run finds files that agree with it."""
+    if recorder is not None:
+        recorder.flush()
+    if processes.is_main:
+        folder.write_metrics(rows, columns)
+        folder.save_checkpoint(checkpoint)
 
 
 def progress_bar(samples: int, description: str, processes: distributed.Processes, progress: bool):
