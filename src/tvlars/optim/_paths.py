@@ -133,9 +133,9 @@ class PerStepValues:
     """Device tensors holding the values that change every step (lr, phi, bias corrections).
 
     Compiled code reads them as an ordinary 1-D tensor input, so new values never cause a
-    recompilation (a Python float may be specialized, a 0-d CPU tensor is read back
-    through ``.item()`` by dynamo's guards). ``fill_`` passes each value to the device as
-    a kernel argument: no host-to-device copy, no synchronization.
+    recompilation (a Python float may be specialized; a 0-d CPU tensor is read back to the
+    host by dynamo's guards at every call). ``fill_`` passes each value to the device as a
+    kernel argument: no host-to-device copy, no synchronization.
     """
 
     def __init__(self) -> None:

@@ -233,17 +233,13 @@ def _run(
                 recorder,
                 rows,
                 METRIC_COLUMNS,
-                {
-                    "run_id": run_id,
-                    "epoch": epoch + 1,
-                    "metrics": rows,
-                    "seconds": elapsed,
-                    "train_seconds": train_seconds,
-                    "model": network.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                },
+                run_id=run_id,
+                seconds=elapsed,
+                train_seconds=train_seconds,
+                model=network,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
             )
             if not math.isfinite(train_loss):
                 diverged_epoch = epoch + 1

@@ -208,17 +208,13 @@ def _train(
                 recorder,
                 rows,
                 METRIC_COLUMNS,
-                {
-                    "run_id": run_id,
-                    "epoch": epoch + 1,
-                    "metrics": rows,
-                    "seconds": elapsed,
-                    "train_seconds": train_seconds,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                },
+                run_id=run_id,
+                seconds=elapsed,
+                train_seconds=train_seconds,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
             )
             if not math.isfinite(train_loss):
                 diverged_epoch = epoch + 1
@@ -304,7 +300,14 @@ def save_epoch(
     recorder: LayerRecorder | None,
     rows: list[dict[str, Any]],
     columns: tuple[str, ...],
-    checkpoint: dict[str, Any],
+    *,
+    run_id: str,
+    seconds: float,
+    train_seconds: float,
+    model: nn.Module,
+    optimizer,
+    scheduler,
+    scaler,
 ) -> None:
     """Make a finished epoch durable: telemetry first, then metrics.csv, then the checkpoint
     (each written atomically), so that a resumed run finds files that agree with it."""
@@ -312,7 +315,19 @@ def save_epoch(
         recorder.flush()
     if processes.is_main:
         folder.write_metrics(rows, columns)
-        folder.save_checkpoint(checkpoint)
+        folder.save_checkpoint(
+            {
+                "run_id": run_id,
+                "epoch": rows[-1]["epoch"],
+                "metrics": rows,
+                "seconds": seconds,
+                "train_seconds": train_seconds,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+            }
+        )
 
 
 def progress_bar(samples: int, description: str, processes: distributed.Processes, progress: bool):
