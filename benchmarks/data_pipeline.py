@@ -46,6 +46,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _machine import busy_cpu_seconds, synchronize
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
@@ -115,11 +116,6 @@ class Contender:
     seconds: list[float] = field(default_factory=list)
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_batches(contender: Contender, count: int, device: torch.device) -> float:
     synchronize(device)
     start = time.perf_counter()
@@ -130,16 +126,6 @@ def time_batches(contender: Contender, count: int, device: torch.device) -> floa
 
 
 # ------------------------------------------------------------------------ machine load
-
-
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds the whole machine has spent busy (steal included), from /proc/stat."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except (OSError, IndexError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_seconds() -> float:

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from _machine import busy_cpu_seconds, synchronize
 from _shapes import MODELS, NamedShapes, parameter_count
 from torch import Tensor
 from torch.optim import Optimizer
@@ -109,8 +110,12 @@ TVLARS_PATHS = {  # contender suffix -> constructor keywords
 
 
 def tvlars_contenders() -> list[Contender]:
-    lars_hp = dict(lr=LARS_HP["lr"], momentum=LARS_HP["momentum"],
-                   weight_decay=LARS_HP["weight_decay"], eta=LARS_HP["trust"])
+    lars_hp = dict(
+        lr=LARS_HP["lr"],
+        momentum=LARS_HP["momentum"],
+        weight_decay=LARS_HP["weight_decay"],
+        eta=LARS_HP["trust"],
+    )
     makers = {
         "LARS": ("LARS", lambda params, **path: LARS(params, **lars_hp, **path)),
         "TVLARS": ("LARS", lambda params, **path: TVLARS(params, **lars_hp, lmbda=1e-4, **path)),
@@ -119,10 +124,15 @@ def tvlars_contenders() -> list[Contender]:
     contenders = []
     for optimizer_name, (family, make) in makers.items():
         for suffix, path_keywords in TVLARS_PATHS.items():
-            contenders.append(Contender(
-                f"{optimizer_name} {suffix}", family, "tvlars",
-                lambda params, make=make, kw=path_keywords: make(params, **kw),
-                path=None if suffix == "default" else suffix))
+            contenders.append(
+                Contender(
+                    f"{optimizer_name} {suffix}",
+                    family,
+                    "tvlars",
+                    lambda params, make=make, kw=path_keywords: make(params, **kw),
+                    path=None if suffix == "default" else suffix,
+                )
+            )
     return contenders
 
 
@@ -146,17 +156,32 @@ def peer_contenders() -> tuple[list[Contender], list[str], list[str]]:
     else:
         found.append(f"pytorch_optimizer {package_version('pytorch_optimizer')}")
         for label, foreach in (("loop", False), ("foreach", True)):
-            contenders.append(Contender(
-                f"pytorch_optimizer LARS {label}", "LARS", "pytorch_optimizer",
-                lambda params, foreach=foreach: pytorch_optimizer.LARS(
-                    params, lr=LARS_HP["lr"], momentum=LARS_HP["momentum"],
-                    weight_decay=LARS_HP["weight_decay"], trust_coefficient=LARS_HP["trust"],
-                    foreach=foreach)))
+            contenders.append(
+                Contender(
+                    f"pytorch_optimizer LARS {label}",
+                    "LARS",
+                    "pytorch_optimizer",
+                    lambda params, foreach=foreach: pytorch_optimizer.LARS(
+                        params,
+                        lr=LARS_HP["lr"],
+                        momentum=LARS_HP["momentum"],
+                        weight_decay=LARS_HP["weight_decay"],
+                        trust_coefficient=LARS_HP["trust"],
+                        foreach=foreach,
+                    ),
+                )
+            )
         for label, foreach in (("loop", False), ("foreach", True)):
-            contenders.append(Contender(
-                f"pytorch_optimizer Lamb {label}", "LAMB", "pytorch_optimizer",
-                lambda params, foreach=foreach: pytorch_optimizer.Lamb(
-                    params, **LAMB_HP, weight_decouple=False, foreach=foreach)))
+            contenders.append(
+                Contender(
+                    f"pytorch_optimizer Lamb {label}",
+                    "LAMB",
+                    "pytorch_optimizer",
+                    lambda params, foreach=foreach: pytorch_optimizer.Lamb(
+                        params, **LAMB_HP, weight_decouple=False, foreach=foreach
+                    ),
+                )
+            )
         notes += [
             "pytorch_optimizer LARS divides by |g| + wd*|w| (tvlars: |g + wd*w|, one more "
             "norm) and builds its update in p.grad.",
@@ -170,11 +195,17 @@ def peer_contenders() -> tuple[list[Contender], list[str], list[str]]:
         pass
     else:
         found.append(f"torch_optimizer {package_version('torch_optimizer')}")
-        contenders.append(Contender(
-            "torch_optimizer Lamb", "LAMB", "torch_optimizer",
-            lambda params: torch_optimizer.Lamb(params, **LAMB_HP)))
-        notes.append("torch_optimizer Lamb: no bias correction, |w| clamped at 10, "
-                     "every tensor adapted.")
+        contenders.append(
+            Contender(
+                "torch_optimizer Lamb",
+                "LAMB",
+                "torch_optimizer",
+                lambda params: torch_optimizer.Lamb(params, **LAMB_HP),
+            )
+        )
+        notes.append(
+            "torch_optimizer Lamb: no bias correction, |w| clamped at 10, every tensor adapted."
+        )
 
     try:
         from timm.optim import Lamb as TimmLamb
@@ -183,24 +214,41 @@ def peer_contenders() -> tuple[list[Contender], list[str], list[str]]:
         pass
     else:
         found.append(f"timm {package_version('timm')}")
-        contenders.append(Contender(
-            "timm Lars", "LARS", "timm",
-            lambda params: TimmLars(params, lr=LARS_HP["lr"], momentum=LARS_HP["momentum"],
-                                    weight_decay=LARS_HP["weight_decay"],
-                                    trust_coeff=LARS_HP["trust"])))
-        contenders.append(Contender(
-            "timm Lamb", "LAMB", "timm",
-            lambda params: TimmLamb(params, **LAMB_HP, max_grad_norm=None)))
-        notes.append("timm Lars/Lamb adapt every tensor when weight_decay != 0 (1-D "
-                     "included); timm Lamb runs without global gradient clipping here.")
+        contenders.append(
+            Contender(
+                "timm Lars",
+                "LARS",
+                "timm",
+                lambda params: TimmLars(
+                    params,
+                    lr=LARS_HP["lr"],
+                    momentum=LARS_HP["momentum"],
+                    weight_decay=LARS_HP["weight_decay"],
+                    trust_coeff=LARS_HP["trust"],
+                ),
+            )
+        )
+        contenders.append(
+            Contender(
+                "timm Lamb",
+                "LAMB",
+                "timm",
+                lambda params: TimmLamb(params, **LAMB_HP, max_grad_norm=None),
+            )
+        )
+        notes.append(
+            "timm Lars/Lamb adapt every tensor when weight_decay != 0 (1-D "
+            "included); timm Lamb runs without global gradient clipping here."
+        )
     return contenders, found, notes
 
 
 # ------------------------------------------------------------------------ tensors
 
 
-def reference_tensors(shapes: NamedShapes, device: torch.device,
-                      seed: int) -> tuple[list[Tensor], list[Tensor]]:
+def reference_tensors(
+    shapes: NamedShapes, device: torch.device, seed: int
+) -> tuple[list[Tensor], list[Tensor]]:
     """Parameters as a fresh network has them (He-normal weights, BN scales near 1, small
     shifts and biases), and random gradients."""
     generator = torch.Generator().manual_seed(seed)
@@ -234,15 +282,18 @@ class Entrant:
     restores_grads: bool = False
 
     def grads_changed(self) -> bool:
-        return any(not torch.equal(p.grad, g)
-                   for p, g in zip(self.params, self.pristine_grads, strict=True))
+        return any(
+            not torch.equal(p.grad, g)
+            for p, g in zip(self.params, self.pristine_grads, strict=True)
+        )
 
     def restore_grads(self) -> None:
         torch._foreach_copy_([p.grad for p in self.params], self.pristine_grads)
 
 
-def enter(contender: Contender, reference_params: list[Tensor],
-          reference_grads: list[Tensor]) -> Entrant:
+def enter(
+    contender: Contender, reference_params: list[Tensor], reference_grads: list[Tensor]
+) -> Entrant:
     params = [torch.nn.Parameter(p.clone()) for p in reference_params]
     for param, grad in zip(params, reference_grads, strict=True):
         param.grad = grad.clone()
@@ -250,11 +301,6 @@ def enter(contender: Contender, reference_params: list[Tensor],
 
 
 # ------------------------------------------------------------------------ timing
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed_step(entrant: Entrant, device: torch.device) -> float:
@@ -265,16 +311,6 @@ def timed_step(entrant: Entrant, device: torch.device) -> float:
     entrant.optimizer.step()
     synchronize(device)
     return time.perf_counter() - start
-
-
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds the whole machine has spent busy (steal included), from /proc/stat."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except (OSError, IndexError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 class OtherLoad:
@@ -304,8 +340,9 @@ def own_cpu_seconds() -> float:
     return times.user + times.system
 
 
-def run_interleaved(entrants: Sequence[Entrant], rounds: int, warmup: int,
-                    device: torch.device, rng: random.Random) -> float | None:
+def run_interleaved(
+    entrants: Sequence[Entrant], rounds: int, warmup: int, device: torch.device, rng: random.Random
+) -> float | None:
     """Warm every entrant up, then time ``rounds`` rounds of one step each, shuffled.
 
     Returns the share of the CPUs that other processes used during the timed rounds.
@@ -356,28 +393,44 @@ def paired_ratio(numerator: Summary, denominator: Summary) -> float:
     between rounds cancels out, which it does not in a ratio of two medians.
     """
     return statistics.median(
-        n / d for n, d in zip(numerator.times_ms, denominator.times_ms, strict=True))
+        n / d for n, d in zip(numerator.times_ms, denominator.times_ms, strict=True)
+    )
 
 
 # ------------------------------------------------------------------------ compilation
 
 
-def first_step_in_subprocess(contender_name: str, model: str, device: str,
-                             cache_dir: Path, seed: int) -> dict:
+def first_step_in_subprocess(
+    contender_name: str, model: str, device: str, cache_dir: Path, seed: int
+) -> dict:
     """Run a fresh process that times the first steps of one contender.
 
     ``cache_dir`` becomes the process's inductor cache (``TORCHINDUCTOR_CACHE_DIR``):
     empty for a cold compile, the one a previous call filled for a warm-cache compile.
     """
-    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(cache_dir),
-               TRITON_CACHE_DIR=str(cache_dir / "triton"))
-    command = [sys.executable, str(Path(__file__).resolve()), "--first-step-of", contender_name,
-               "--models", model, "--device", device, "--seed", str(seed),
-               "--threads", str(torch.get_num_threads())]
+    env = dict(
+        os.environ,
+        TORCHINDUCTOR_CACHE_DIR=str(cache_dir),
+        TRITON_CACHE_DIR=str(cache_dir / "triton"),
+    )
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--first-step-of",
+        contender_name,
+        "--models",
+        model,
+        "--device",
+        device,
+        "--seed",
+        str(seed),
+        "--threads",
+        str(torch.get_num_threads()),
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     for line in result.stdout.splitlines():
         if line.startswith(CHILD_MARKER):
-            return json.loads(line[len(CHILD_MARKER):])
+            return json.loads(line[len(CHILD_MARKER) :])
     raise RuntimeError(f"first-step subprocess failed ({result.returncode}):\n{result.stderr}")
 
 
@@ -401,8 +454,9 @@ class CompileTiming:
     warm_compile_s: float
 
 
-def measure_compilation(contender_names: Sequence[str], model: str, device: str,
-                        seed: int) -> list[CompileTiming]:
+def measure_compilation(
+    contender_names: Sequence[str], model: str, device: str, seed: int
+) -> list[CompileTiming]:
     timings = []
     for name in contender_names:
         cache_dir = Path(tempfile.mkdtemp(prefix="tvlars_bench_inductor_"))
@@ -411,32 +465,49 @@ def measure_compilation(contender_names: Sequence[str], model: str, device: str,
             warm = first_step_in_subprocess(name, model, device, cache_dir, seed)
         finally:
             shutil.rmtree(cache_dir, ignore_errors=True)
-        timings.append(CompileTiming(
-            name, cold["first_s"], cold["first_s"] - cold["steady_s"],
-            warm["first_s"], warm["first_s"] - warm["steady_s"]))
+        timings.append(
+            CompileTiming(
+                name,
+                cold["first_s"],
+                cold["first_s"] - cold["steady_s"],
+                warm["first_s"],
+                warm["first_s"] - warm["steady_s"],
+            )
+        )
     return timings
 
 
 # ------------------------------------------------------------------------ telemetry
 
 
-def telemetry_overhead(shapes: NamedShapes, device: torch.device, rounds: int, warmup: int,
-                       rng: random.Random, seed: int) -> tuple[list[list[str]], dict]:
+def telemetry_overhead(
+    shapes: NamedShapes,
+    device: torch.device,
+    rounds: int,
+    warmup: int,
+    rng: random.Random,
+    seed: int,
+) -> tuple[list[list[str]], dict]:
     """Interleave TVLARS (default path) with and without a LayerRecorder(every=1)."""
     from tvlars.telemetry import LayerRecorder
 
     params, grads = reference_tensors(shapes, device, seed)
     tvlars_default = next(c for c in tvlars_contenders() if c.name == "TVLARS default")
     plain = enter(tvlars_default, params, grads)
-    recorded_contender = Contender("TVLARS default + LayerRecorder(every=1)", "LARS", "tvlars",
-                                   tvlars_default.build)
+    recorded_contender = Contender(
+        "TVLARS default + LayerRecorder(every=1)", "LARS", "tvlars", tvlars_default.build
+    )
     recorded = enter(recorded_contender, params, grads)
     del params
     with tempfile.TemporaryDirectory(prefix="tvlars_bench_telemetry_") as directory:
         names = [name for name, _ in shapes]
-        recorder = LayerRecorder(recorded.optimizer, zip(names, recorded.params, strict=True),
-                                 Path(directory) / "layers.csv", every=1,
-                                 capacity=RECORDER_CAPACITY)
+        recorder = LayerRecorder(
+            recorded.optimizer,
+            zip(names, recorded.params, strict=True),
+            Path(directory) / "layers.csv",
+            every=1,
+            capacity=RECORDER_CAPACITY,
+        )
         other_load = run_interleaved([plain, recorded], rounds, warmup, device, rng)
         # Every step is recorded; the recorder writes when its buffer is full (that time
         # is in the timed steps where it happened) and when it is closed (timed here).
@@ -450,11 +521,21 @@ def telemetry_overhead(shapes: NamedShapes, device: torch.device, rounds: int, w
     amortized = overhead + flush_per_step_ms / plain_s.median_ms
     rows = [
         [plain.contender.name, f"{plain_s.median_ms:.2f}", iqr(plain_s), "", ""],
-        [recorded.contender.name, f"{recorded_s.median_ms:.2f}", iqr(recorded_s),
-         f"{100 * overhead:+.1f}%", f"{100 * amortized:+.1f}%"],
+        [
+            recorded.contender.name,
+            f"{recorded_s.median_ms:.2f}",
+            iqr(recorded_s),
+            f"{100 * overhead:+.1f}%",
+            f"{100 * amortized:+.1f}%",
+        ],
     ]
-    info = {"overhead": overhead, "amortized": amortized, "flush_ms": 1e3 * flush_s,
-            "buffered_steps": buffered_steps, "other_load": other_load}
+    info = {
+        "overhead": overhead,
+        "amortized": amortized,
+        "flush_ms": 1e3 * flush_s,
+        "buffered_steps": buffered_steps,
+        "other_load": other_load,
+    }
     return rows, info
 
 
@@ -467,15 +548,19 @@ def iqr(summary: Summary) -> str:
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
     if markdown:
-        lines = ["| " + " | ".join(headers) + " |",
-                 "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
+        lines = [
+            "| " + " | ".join(headers) + " |",
+            "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|",
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         return "\n".join(lines)
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
 
     return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, rows)])
 
@@ -498,17 +583,28 @@ def source_revision() -> str:
     """The git commit of the tree, and whether ``src/`` differs from it."""
     root = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "src"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + (" + uncommitted changes in src/" if dirty else "")
 
 
-def header_lines(args: argparse.Namespace, device: torch.device, peers_found: list[str],
-                 notes: list[str]) -> list[str]:
+def header_lines(
+    args: argparse.Namespace, device: torch.device, peers_found: list[str], notes: list[str]
+) -> list[str]:
     command = "python benchmarks/step_time.py " + shlex.join(sys.argv[1:])
     hardware = cpu_model() if device.type == "cpu" else torch.cuda.get_device_name(device)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -541,8 +637,10 @@ def header_lines(args: argparse.Namespace, device: torch.device, peers_found: li
 def other_load_line(share: float | None) -> str:
     if share is None:
         return "Other processes' CPU use during the timed rounds: unknown (no /proc/stat)."
-    return (f"Other processes used {100 * share:.0f}% of the {os.cpu_count()} CPUs during the "
-            "timed rounds (steal included); above a few percent, step times are inflated.")
+    return (
+        f"Other processes used {100 * share:.0f}% of the {os.cpu_count()} CPUs during the "
+        "timed rounds (steal included); above a few percent, step times are inflated."
+    )
 
 
 def emit(lines: Sequence[str], markdown: bool) -> None:
@@ -553,30 +651,46 @@ def emit(lines: Sequence[str], markdown: bool) -> None:
 # ------------------------------------------------------------------------ one model
 
 
-def fastest_peer(summaries: dict[str, Summary], contenders: Sequence[Contender],
-                 family: str) -> tuple[str, Summary] | None:
-    peers = [(c.name, summaries[c.name]) for c in contenders
-             if c.family == family and c.origin not in ("tvlars", "torch")]
+def fastest_peer(
+    summaries: dict[str, Summary], contenders: Sequence[Contender], family: str
+) -> tuple[str, Summary] | None:
+    peers = [
+        (c.name, summaries[c.name])
+        for c in contenders
+        if c.family == family and c.origin not in ("tvlars", "torch")
+    ]
     return min(peers, key=lambda item: item[1].median_ms) if peers else None
 
 
-def step_time_rows(contenders: Sequence[Contender],
-                   summaries: dict[str, Summary]) -> list[list[str]]:
+def step_time_rows(
+    contenders: Sequence[Contender], summaries: dict[str, Summary]
+) -> list[list[str]]:
     baseline = summaries[BASELINE]
     rows = []
     for contender in contenders:
         summary = summaries[contender.name]
         peer = fastest_peer(summaries, contenders, contender.family)
-        speedup = (f"{paired_ratio(peer[1], summary):.2f}x"
-                   if peer is not None and contender.family != "SGD" else "-")
-        rows.append([contender.name, f"{summary.median_ms:.2f}", iqr(summary),
-                     f"{summary.best_ms:.2f}", f"{paired_ratio(summary, baseline):.2f}",
-                     speedup])
+        speedup = (
+            f"{paired_ratio(peer[1], summary):.2f}x"
+            if peer is not None and contender.family != "SGD"
+            else "-"
+        )
+        rows.append(
+            [
+                contender.name,
+                f"{summary.median_ms:.2f}",
+                iqr(summary),
+                f"{summary.best_ms:.2f}",
+                f"{paired_ratio(summary, baseline):.2f}",
+                speedup,
+            ]
+        )
     return rows
 
 
-def compile_rows(timings: Sequence[CompileTiming],
-                 summaries: dict[str, Summary]) -> list[list[str]]:
+def compile_rows(
+    timings: Sequence[CompileTiming], summaries: dict[str, Summary]
+) -> list[list[str]]:
     rows = []
     for timing in timings:
         fused = summaries[timing.contender].median_ms
@@ -590,12 +704,19 @@ def compile_rows(timings: Sequence[CompileTiming],
                 return "never (fused not faster)"
             return f"{1e3 * compile_s / saving_ms:.0f}"
 
-        rows.append([
-            timing.contender, f"{fused:.2f}",
-            f"{foreach.median_ms:.2f}" if foreach is not None else "-",
-            f"{timing.cold_first_s:.2f}", f"{timing.cold_compile_s:.2f}",
-            f"{timing.warm_first_s:.2f}", f"{timing.warm_compile_s:.2f}",
-            break_even(timing.cold_compile_s), break_even(timing.warm_compile_s)])
+        rows.append(
+            [
+                timing.contender,
+                f"{fused:.2f}",
+                f"{foreach.median_ms:.2f}" if foreach is not None else "-",
+                f"{timing.cold_first_s:.2f}",
+                f"{timing.cold_compile_s:.2f}",
+                f"{timing.warm_first_s:.2f}",
+                f"{timing.warm_compile_s:.2f}",
+                break_even(timing.cold_compile_s),
+                break_even(timing.warm_compile_s),
+            ]
+        )
     return rows
 
 
@@ -613,8 +734,9 @@ def target_lines(summaries: dict[str, Summary], contenders: Sequence[Contender])
         if peer is not None:
             speedup = paired_ratio(peer[1], summaries[name])
             verdict = "met" if speedup >= min_speedup else "MISSED"
-            lines.append(f"{name}: {speedup:.2f}x faster than {peer[0]} "
-                         f"(target >= {min_speedup}x) {verdict}")
+            lines.append(
+                f"{name}: {speedup:.2f}x faster than {peer[0]} (target >= {min_speedup}x) {verdict}"
+            )
     return lines
 
 
@@ -627,15 +749,24 @@ def tvlars_default_path(device: torch.device, adapted_numel: int) -> str:
     return resolve_path(None, None, device, adapted_numel)
 
 
-def benchmark_model(model: str, contenders: Sequence[Contender], args: argparse.Namespace,
-                    device: torch.device, rng: random.Random) -> None:
+def benchmark_model(
+    model: str,
+    contenders: Sequence[Contender],
+    args: argparse.Namespace,
+    device: torch.device,
+    rng: random.Random,
+) -> None:
     shapes = MODELS[model]()
     adapted = sum(parameter_count([s]) for s in shapes if len(s[1]) > 1)
     default_path = tvlars_default_path(device, adapted)
     print()
-    print(heading(f"{model}: {len(shapes)} tensors, {parameter_count(shapes):,} parameters "
-                  f"({adapted:,} adapted); tvlars default path here: {default_path}",
-                  args.markdown))
+    print(
+        heading(
+            f"{model}: {len(shapes)} tensors, {parameter_count(shapes):,} parameters "
+            f"({adapted:,} adapted); tvlars default path here: {default_path}",
+            args.markdown,
+        )
+    )
     print()
 
     reference_params, reference_grads = reference_tensors(shapes, device, args.seed)
@@ -650,9 +781,18 @@ def benchmark_model(model: str, contenders: Sequence[Contender], args: argparse.
     headers = ["contender", "median ms", "IQR ms", "best ms", "x SGD loop", "speed-up vs peer"]
     print(render_table(headers, step_time_rows(contenders, summaries), args.markdown))
     print()
-    emit([other_load_line(other_load)]
-         + ([f"These write into p.grad; their gradients were restored (untimed) before each "
-             f"step: {', '.join(restored)}."] if restored else []), args.markdown)
+    emit(
+        [other_load_line(other_load)]
+        + (
+            [
+                f"These write into p.grad; their gradients were restored (untimed) before each "
+                f"step: {', '.join(restored)}."
+            ]
+            if restored
+            else []
+        ),
+        args.markdown,
+    )
 
     fused_names = [c.name for c in contenders if c.path == "fused"]
     if fused_names and not args.skip_compile:
@@ -668,44 +808,79 @@ def benchmark_model(model: str, contenders: Sequence[Contender], args: argparse.
         emit(lines, args.markdown)
 
 
-def print_compilation(model: str, fused_names: Sequence[str], summaries: dict[str, Summary],
-                      args: argparse.Namespace) -> None:
+def print_compilation(
+    model: str, fused_names: Sequence[str], summaries: dict[str, Summary], args: argparse.Namespace
+) -> None:
     timings = measure_compilation(fused_names, model, args.device, args.seed)
     print()
-    print(heading(f"{model}: compilation of the fused path (fresh subprocesses)",
-                  args.markdown, level=4))
+    print(
+        heading(
+            f"{model}: compilation of the fused path (fresh subprocesses)", args.markdown, level=4
+        )
+    )
     print()
-    emit(["cold = empty TORCHINDUCTOR_CACHE_DIR; warm cache = a new process reusing the "
-          "cache the cold run filled. compile = first step - median of the next 5 steps "
-          "in that process. break-even = compile / (foreach median - fused median): the "
-          "steps after which the fused path has repaid its compilation."], args.markdown)
+    emit(
+        [
+            "cold = empty TORCHINDUCTOR_CACHE_DIR; warm cache = a new process reusing the "
+            "cache the cold run filled. compile = first step - median of the next 5 steps "
+            "in that process. break-even = compile / (foreach median - fused median): the "
+            "steps after which the fused path has repaid its compilation."
+        ],
+        args.markdown,
+    )
     print()
-    headers = ["contender", "fused ms", "foreach ms", "cold 1st step s", "cold compile s",
-               "warm 1st step s", "warm compile s", "break-even cold", "break-even warm"]
+    headers = [
+        "contender",
+        "fused ms",
+        "foreach ms",
+        "cold 1st step s",
+        "cold compile s",
+        "warm 1st step s",
+        "warm compile s",
+        "break-even cold",
+        "break-even warm",
+    ]
     print(render_table(headers, compile_rows(timings, summaries), args.markdown))
 
 
-def print_telemetry(model: str, shapes: NamedShapes, device: torch.device,
-                    rng: random.Random, args: argparse.Namespace) -> str:
+def print_telemetry(
+    model: str,
+    shapes: NamedShapes,
+    device: torch.device,
+    rng: random.Random,
+    args: argparse.Namespace,
+) -> str:
     """Print the telemetry-overhead table; return the line for the targets."""
-    rows, info = telemetry_overhead(shapes, device, TELEMETRY_ROUNDS_FACTOR * args.rounds,
-                                    args.warmup, rng, args.seed)
+    rows, info = telemetry_overhead(
+        shapes, device, TELEMETRY_ROUNDS_FACTOR * args.rounds, args.warmup, rng, args.seed
+    )
     print()
-    print(heading(f"{model}: telemetry overhead ({TELEMETRY_ROUNDS_FACTOR * args.rounds} "
-                  "interleaved rounds)", args.markdown, level=4))
+    print(
+        heading(
+            f"{model}: telemetry overhead ({TELEMETRY_ROUNDS_FACTOR * args.rounds} "
+            "interleaved rounds)",
+            args.markdown,
+            level=4,
+        )
+    )
     print()
-    headers = ["contender", "median ms", "IQR ms", "overhead (paired)",
-               "with flush amortized"]
+    headers = ["contender", "median ms", "IQR ms", "overhead (paired)", "with flush amortized"]
     print(render_table(headers, rows, args.markdown))
     print()
-    emit([other_load_line(info["other_load"]),
-          f"close() wrote {info['buffered_steps']} buffered steps in "
-          f"{info['flush_ms']:.1f} ms (capacity {RECORDER_CAPACITY}: one write per "
-          f"{RECORDER_CAPACITY} steps); 'with flush amortized' adds that time per step."],
-         args.markdown)
+    emit(
+        [
+            other_load_line(info["other_load"]),
+            f"close() wrote {info['buffered_steps']} buffered steps in "
+            f"{info['flush_ms']:.1f} ms (capacity {RECORDER_CAPACITY}: one write per "
+            f"{RECORDER_CAPACITY} steps); 'with flush amortized' adds that time per step.",
+        ],
+        args.markdown,
+    )
     verdict = "met" if info["amortized"] <= TELEMETRY_TARGET else "MISSED"
-    return (f"LayerRecorder overhead {100 * info['amortized']:+.1f}% "
-            f"(target <= {100 * TELEMETRY_TARGET:.0f}%) {verdict}")
+    return (
+        f"LayerRecorder overhead {100 * info['amortized']:+.1f}% "
+        f"(target <= {100 * TELEMETRY_TARGET:.0f}%) {verdict}"
+    )
 
 
 # ------------------------------------------------------------------------ main
@@ -713,21 +888,31 @@ def print_telemetry(model: str, shapes: NamedShapes, device: torch.device,
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", choices=sorted(MODELS),
-                        default=["resnet18", "resnet50"])
+    parser.add_argument(
+        "--models", nargs="+", choices=sorted(MODELS), default=["resnet18", "resnet50"]
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--rounds", type=int, default=30, help="timed steps per contender")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per contender")
-    parser.add_argument("--only", metavar="REGEX",
-                        help="time only contenders whose name matches (the SGD loop baseline "
-                             "is always kept)")
+    parser.add_argument(
+        "--only",
+        metavar="REGEX",
+        help="time only contenders whose name matches (the SGD loop baseline is always kept)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
-    parser.add_argument("--telemetry", action="store_true",
-                        help="also time TVLARS with and without a LayerRecorder attached")
-    parser.add_argument("--skip-compile", action="store_true",
-                        help="do not measure the fused path's compilation in subprocesses")
-    parser.add_argument("--threads", type=int,
-                        help="torch.set_num_threads (default: torch's default, one per core)")
+    parser.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="also time TVLARS with and without a LayerRecorder attached",
+    )
+    parser.add_argument(
+        "--skip-compile",
+        action="store_true",
+        help="do not measure the fused path's compilation in subprocesses",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch.set_num_threads (default: torch's default, one per core)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--first-step-of", help=argparse.SUPPRESS)  # subprocess mode
     args = parser.parse_args(argv)

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from _machine import synchronize
 
 from tvlars.pretrain.views import (
     TwoViews,
@@ -69,11 +70,6 @@ def per_sample(views: TwoViews, inputs: torch.Tensor, step: int):
                 params = sample_signal_view(1, len(sample), recipe, generator).to(inputs.device)
                 out.append(apply_signal_view(sample[None], params)[0])
     return torch.stack(first), torch.stack(second)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_batches(
