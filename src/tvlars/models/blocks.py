@@ -16,10 +16,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from tvlars.models.signal_layers import SignalBatchNorm, SignalConv
+
 __all__ = ["BasicBlock"]
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
-_BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+# 1-D blocks read (N, C, L) or, faster on CPU, (N, C, 1, L) channels-last signals.
+_CONV = {1: SignalConv, 2: nn.Conv2d}
+_BATCH_NORM = {1: SignalBatchNorm, 2: nn.BatchNorm2d}
 
 
 class BasicBlock(nn.Module):
@@ -29,7 +32,8 @@ class BasicBlock(nn.Module):
         in_channels: channels of the input.
         out_channels: channels of the output (the block's width).
         stride: stride of the first convolution and of the projection shortcut.
-        spatial_dims: 1 for signals (N, C, L), 2 for images (N, C, H, W).
+        spatial_dims: 1 for signals (N, C, L) or (N, C, 1, L) (see
+            :mod:`tvlars.models.signal_layers`), 2 for images (N, C, H, W).
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, spatial_dims: int = 2):
@@ -49,7 +53,9 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        # In place is safe: batch norm's backward reads its input, not its output, and ReLU's
+        # reads its output; it saves an allocation and a pass per activation.
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
         out = self.bn2(self.conv2(out))
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + shortcut)
+        out += x if self.downsample is None else self.downsample(x)
+        return F.relu(out, inplace=True)

@@ -14,10 +14,12 @@ reference model.) The flatten size is computed from ``length``, not hard-coded.
 
 :class:`MNIST1DResNet` is ours: a 3-tap convolution stem with batch norm and ReLU, three
 stages of 1-D :class:`~tvlars.models.blocks.BasicBlock` (stride 2 in stages 2 and 3), global
-average pooling and a linear head. With the default widths 8/16/32, one block per stage and
-10 classes it has 7,474 parameters (the sweep calibration's "about 7.5K"). Unlike the CNN it
-has batch norm, so it exercises LARS-family optimizers' handling of norm layers, and its
-pooling makes it independent of the signal length.
+average pooling and a linear head. Its layers compute on (N, C, 1, L) channels-last tensors
+(:mod:`tvlars.models.signal_layers`), which halves a training step's time on CPU. With the
+default widths 8/16/32, one block per stage and 10 classes it has 7,474 parameters (the sweep
+calibration's "about 7.5K"). Unlike the CNN it has batch norm, so it exercises LARS-family
+optimizers' handling of norm layers, and its pooling makes it independent of the signal
+length.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from torch.nn import functional as F
 
 from tvlars.models.blocks import BasicBlock
 from tvlars.models.classifier import Classifier, make_head
+from tvlars.models.signal_layers import SignalBatchNorm, SignalConv, to_signal_layout
 
 __all__ = ["MNIST1D_LENGTH", "MNIST1DCNN", "MNIST1DResNet", "as_signal_batch", "conv_output_length"]
 
@@ -122,8 +125,8 @@ class MNIST1DResNet(Classifier):
         super().__init__()
         if not widths or blocks_per_stage < 1:
             raise ValueError("need at least one stage and one block per stage")
-        self.conv1 = nn.Conv1d(in_channels, widths[0], 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm1d(widths[0])
+        self.conv1 = SignalConv(in_channels, widths[0], 3, padding=1, bias=False)
+        self.bn1 = SignalBatchNorm(widths[0])
         blocks: list[nn.Module] = []
         channels = widths[0]
         for stage, width in enumerate(widths):
@@ -137,5 +140,6 @@ class MNIST1DResNet(Classifier):
         self.fc = make_head(self.feature_dim, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        x = F.relu(self.bn1(self.conv1(as_signal_batch(x))))
-        return self.blocks(x).mean(dim=-1)
+        # Every layer computes on (N, C, 1, L) channels-last: about twice as fast on CPU.
+        x = F.relu(self.bn1(self.conv1(to_signal_layout(as_signal_batch(x)))))
+        return self.blocks(x).mean(dim=(-2, -1))
