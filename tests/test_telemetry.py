@@ -516,6 +516,43 @@ def test_lamb_rows_are_its_layer_stats_with_trust_weight_over_direction_norm(tmp
 
 
 @needs_optimizers
+def test_param_groups_with_their_own_lr_give_each_layer_its_own_step_size(tmp_path):
+    model = make_model()
+    groups = [
+        {"params": [model[4].weight], "lr": 0.2},  # reported first, recorded last
+        {"params": [p for n, p in model.named_parameters() if n != "4.weight"], "lr": 0.5},
+    ]
+    optimizer = LARS(groups, eta=0.01)
+    recorder, data, captured = record_with(optimizer, model, tmp_path / "l.csv")
+    assert recorder.layer_names == WEIGHTS
+    assert_rows_match_layer_stats(recorder, data, captured, model)
+    for name, lr in (("0.weight", 0.5), ("2.weight", 0.5), ("4.weight", 0.2)):
+        rows = rows_of(data, name)
+        np.testing.assert_allclose(rows["step_size"], lr * rows["trust_ratio"], rtol=1e-6)
+
+
+@needs_optimizers
+def test_a_chosen_subset_of_adapted_layers_records_each_layers_own_values(tmp_path):
+    model = make_model()
+    optimizer = LARS(model.parameters(), lr=0.3, eta=0.01)
+    recorder, data, captured = record_with(
+        optimizer, model, tmp_path / "l.csv", layers=["4.weight", "0.weight"]
+    )
+    assert recorder.layer_names == ["0.weight", "4.weight"]
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    for stats in captured:
+        at_step = data["step"] == stats["step"]
+        for k, pid in enumerate(stats["params"]):
+            rows = at_step & (data["layer"] == by_id[pid])
+            if by_id[pid] == "2.weight":
+                assert not rows.any()
+                continue
+            assert data["weight_norm"][rows] == pytest.approx(stats["weight_norm"][k], rel=RTOL)
+            assert data["grad_norm"][rows] == pytest.approx(stats["grad_norm"][k], rel=RTOL)
+            assert data["trust_ratio"][rows] == pytest.approx(stats["trust_ratio"][k], rel=RTOL)
+
+
+@needs_optimizers
 def test_layers_are_those_the_layerwise_optimizer_adapts(tmp_path):
     model = make_model()
     every_tensor = LAMB(model.parameters(), exclude_1d=False)

@@ -20,7 +20,7 @@ import csv
 import math
 import os
 import warnings
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -239,23 +239,37 @@ class LayerRecorder:
                     f"{type(optimizer).__name__}.step() did not set layer_stats although "
                     "record_layer_stats was True"
                 )
-            count = len(self._params)
-            weight: list[Tensor | None] = [None] * count
-            grad: list[Tensor | None] = [None] * count
-            trust: list[Tensor | None] = [None] * count
-            lr: list[Any] = [math.nan] * count
             if not self._checked_reported_layers:
                 self._checked_reported_layers = True
                 self._warn_unexpected_layers(stats.params)
-            for i, param in enumerate(stats.params):
-                col = self._column.get(id(param))
-                if col is not None:
-                    weight[col] = stats.weight_norm[i]
-                    grad[col] = stats.grad_norm[i]
-                    trust[col] = stats.trust_ratio[i]
-                    lr[col] = stats.lr[i]
+            if self._is_column_order(stats.params):
+                # The usual case: the step reported exactly the recorded layers, in order.
+                weight, grad, trust, lr = (
+                    stats.weight_norm,
+                    stats.grad_norm,
+                    stats.trust_ratio,
+                    stats.lr,
+                )
+            else:
+                count = len(self._params)
+                weight = [None] * count
+                grad = [None] * count
+                trust = [None] * count
+                lr = [math.nan] * count
+                for i, param in enumerate(stats.params):
+                    col = self._column.get(id(param))
+                    if col is not None:
+                        weight[col] = stats.weight_norm[i]
+                        grad[col] = stats.grad_norm[i]
+                        trust[col] = stats.trust_ratio[i]
+                        lr[col] = stats.lr[i]
             self._write_row(weight, grad, trust, lr)
         self._finish_step()
+
+    def _is_column_order(self, reported: list[Tensor]) -> bool:
+        return len(reported) == len(self._params) and all(
+            p is q for p, q in zip(reported, self._params, strict=True)
+        )
 
     def _warn_unexpected_layers(self, reported: list[Tensor]) -> None:
         unexpected = [
@@ -316,30 +330,40 @@ class LayerRecorder:
         self._finish_step()
 
     # ----------------------------------------------------------------- buffer
-    def _on_buffer(self, values: list[Tensor | None]) -> Tensor:
-        device = self._buffer.device
-        return torch.stack(
-            [self._nan if v is None else v.to(device=device, dtype=torch.float32) for v in values]
-        )
-
     def _write_row(
         self,
-        weight: list[Tensor | None],
-        grad: list[Tensor | None],
-        trust: list[Tensor | None],
-        lr: list[Any],
+        weight: Sequence[Tensor | None],
+        grad: Sequence[Tensor | None],
+        trust: Sequence[Tensor | None],
+        lr: Sequence[Any],
     ) -> None:
-        """Write one step's values into the next free buffer row, with device ops only."""
+        """Write one step's values into the next free buffer row, with device ops only.
+
+        A handful of kernels whatever the number of layers (one stack of every 0-d value,
+        the ratio, the step size, one copy into the row): per-layer work here would be
+        the bulk of the recorder's cost.
+        """
+        device = self._buffer.device
+        count = len(self._params)
+        values = [
+            self._nan if v is None else v if v.device == device else v.to(device)
+            for v in (*weight, *grad, *trust)
+        ]
         with torch.no_grad():
-            weight_t, grad_t, trust_t = (self._on_buffer(v) for v in (weight, grad, trust))
+            weight_t, grad_t, trust_t = torch.stack(values).to(torch.float32).view(3, count)
             if any(isinstance(x, Tensor) for x in lr):
-                step_t = trust_t * self._on_buffer(
-                    [x if isinstance(x, Tensor) else torch.full_like(self._nan, x) for x in lr]
-                )
+                lr_t = torch.stack(
+                    [x.to(device) if isinstance(x, Tensor) else torch.full_like(self._nan, x)
+                     for x in lr]
+                )  # fmt: skip
+                step_t = trust_t * lr_t
+            elif all(x == lr[0] for x in lr):
+                # One LR for every layer (one param group): a kernel scalar, no transfer.
+                step_t = trust_t * lr[0]
             else:
                 # Python floats as kernel scalars: building a tensor from them would be a
                 # host-to-device copy, which on CUDA waits for the queued work.
-                step_t = torch.stack(torch._foreach_mul(list(trust_t.unbind()), lr))
+                step_t = torch.stack(torch._foreach_mul(list(trust_t.unbind()), list(lr)))
             row = torch.stack((weight_t, grad_t, weight_t / grad_t, trust_t, step_t), dim=1)
             self._buffer[len(self._row_steps)].copy_(row)
 
