@@ -170,11 +170,22 @@ def test_the_table_holds_the_mean_and_spread_of_the_summaries(sweep):
 
 
 def test_the_markdown_table_shows_the_same_numbers_and_marks_divergence(sweep):
-    text = write_report(sweep, figures=False).read_text()
+    text = write_report(sweep, figures=False).path.read_text()
     assert "81.0 ± 1.0 (n=3)" in text
     assert "61.0 ± 1.0 (n=3)" in text
     assert "†2" in text
     assert "*learning rate*" in text
+
+
+def test_the_console_summary_is_the_table_and_each_claims_verdict(sweep):
+    report = write_report(sweep, figures=False)
+    summary = report.console_summary()
+    assert report.table in summary
+    assert "81.0 ± 1.0 (n=3)" in summary
+    assert len(report.verdicts) >= 7
+    for number, (title, outcome) in enumerate(report.verdicts, start=1):
+        assert f"{number}. {title}: {outcome}" in summary
+        assert f"### {number}. {title}: **{outcome}**" in report.path.read_text()
 
 
 def test_runs_csv_lists_every_run_folder(sweep):
@@ -195,7 +206,7 @@ def test_runs_csv_lists_every_run_folder(sweep):
 def test_paper_numbers_appear_beside_ours_on_the_papers_datasets(tmp_path):
     write_run(tmp_path, "WA-LARS", 512, 1.0, 0, 70.0, dataset="cifar10")
     write_run(tmp_path, "TVLARS", 512, 1.0, 0, 71.0, dataset="cifar10")
-    text = write_report(tmp_path, figures=False).read_text()
+    text = write_report(tmp_path, figures=False).path.read_text()
     assert "70.0 [74.64]" in text and "71.0 [78.92]" in text
     rows = table_rows(tmp_path)
     assert {float(r["paper_acc"]) for r in rows} == {74.64, 78.92}
@@ -257,8 +268,10 @@ def test_differences_within_twice_the_standard_error_are_noise():
     assert math.isnan(stat([1.0]).std)
 
 
-def test_the_report_command_writes_report_md(tmp_path, capsys):
+def test_the_report_command_writes_report_md_and_prints_the_table(tmp_path, capsys):
     write_run(tmp_path, "TVLARS", 1024, 4.0, 0, 70.0)
     assert main(["report", str(tmp_path)]) == 0
     assert (tmp_path / "report.md").exists()
-    assert "wrote" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| TVLARS · λ=0.0001 | 70.0 |" in out
+    assert f"report: {tmp_path / 'report.md'}" in out

@@ -205,6 +205,20 @@ def test_the_sweep_command_runs_a_toml_grid_in_parallel_and_reports(tmp_path, ca
     assert "0 to run" in capsys.readouterr().out
 
 
+def test_the_sweep_folder_defaults_to_sweeps_slash_the_grid_name(tmp_path, capsys, monkeypatch):
+    from tvlars.cli import main
+
+    grid = tmp_path / "tiny-grid.toml"
+    grid.write_text(
+        'methods = ["TVLARS"]\n[batches]\n128 = [1.0]\n'
+        '[base]\nnum_samples = 1000\nmodel = "mnist1d-cnn"\nepochs = 1\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", str(grid)]) == 0
+    assert len(list((tmp_path / "sweeps" / "tiny-grid" / "runs").glob("*/summary.json"))) == 1
+    assert "report: sweeps/tiny-grid/report.md" in capsys.readouterr().out
+
+
 def test_a_barlow_twins_cell_pretrains_and_evaluates_when_pretrain_is_installed(tmp_path):
     pytest.importorskip("tvlars.pretrain")
     spec = SweepSpec(

@@ -31,6 +31,5 @@ def run(args: argparse.Namespace) -> int:
 
     if not (args.dir / "runs").is_dir():
         raise SystemExit(f"tvlars report: {args.dir} has no runs/ folder: not a sweep folder")
-    path = write_report(args.dir)
-    print(f"wrote {path}")
+    print(write_report(args.dir).console_summary())
     return 0

@@ -1,10 +1,12 @@
-"""``tvlars sweep PRESET_OR_TOML --out DIR``: run a grid of training runs, then report.
+"""``tvlars sweep PRESET_OR_TOML [--out DIR]``: run a grid of training runs, then report.
 
-Each cell is a run folder ``DIR/runs/<run id>``. Running the same sweep again skips
-finished cells, resumes interrupted ones and, with ``--retry-failed``, retries failed
-ones. A failing or diverging cell is recorded and the sweep goes on. ``--jobs N`` runs N
-cells at once (CPU threads split between them; on several GPUs, one cell per GPU). Only
-one sweep at a time may use DIR. At the end, ``tvlars report DIR`` runs.
+Each cell is a run folder ``DIR/runs/<run id>``; DIR defaults to ``sweeps/<preset name>``.
+Running the same sweep again skips finished cells, resumes interrupted ones and, with
+``--retry-failed``, retries failed ones. A failing or diverging cell is recorded and the
+sweep goes on. ``--jobs N`` runs N cells at once (CPU threads split between them; on
+several GPUs, one cell per GPU). Only one sweep at a time may use DIR. At the end,
+``tvlars report DIR`` runs and the table and the verdict on each of the paper's claims
+are printed.
 
 Presets: quick (8 cells: batch 4096 and 16384, four methods, one seed), cpu (81 cells: the
 whole study on MNIST-1D), ablation-lambda, ablation-lr, ablation-init (CPU scale),
@@ -26,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("grid", metavar="PRESET_OR_TOML", help="a preset name or a TOML file")
-    parser.add_argument("--out", type=Path, required=True, help="the sweep's folder")
+    parser.add_argument(
+        "--out", type=Path, help="the sweep's folder (default: sweeps/<preset name>)"
+    )
     parser.add_argument(
         "--jobs",
         type=int,
@@ -123,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(cells)} cells in preset {preset.name}")
         return 0
 
+    out = args.out if args.out is not None else Path("sweeps") / preset.name
     jobs, devices = _default_jobs(preset.name)
     if args.jobs is not None:
         if args.jobs < 1:
@@ -131,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcome = run_sweep(
             cells,
-            args.out,
+            out,
             jobs=jobs,
             retry_failed=args.retry_failed,
             devices=devices,
@@ -148,6 +153,5 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from tvlars.experiments.report import write_report
 
-        path = write_report(args.out)
-        print(f"report: {path}")
+        print(write_report(out).console_summary())
     return 1 if outcome.counts().get("failed") else 0

@@ -17,6 +17,7 @@ import json
 import time
 import traceback
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from tvlars.experiments import paper_table
@@ -41,9 +42,27 @@ def _sweep_info(sweep_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def write_report(sweep_dir: str | Path, *, figures: bool = True) -> Path:
-    """Write the report files into ``sweep_dir``; return the path of report.md. Without
-    ``figures`` the PNGs are left out (they take most of the time)."""
+@dataclass(frozen=True)
+class Report:
+    """What :func:`write_report` wrote: ``path`` (report.md), and for a console the Table I
+    section (markdown) and each claim's ``(title, verdict)``."""
+
+    path: Path
+    table: str
+    verdicts: list[tuple[str, str]]
+
+    def console_summary(self) -> str:
+        """The table and one line per claim, for the end of ``tvlars sweep``/``report``."""
+        lines = [self.table, "", "Claims (evidence in the report):"]
+        lines += [
+            f"  {n}. {title}: {verdict}" for n, (title, verdict) in enumerate(self.verdicts, 1)
+        ]
+        return "\n".join(lines + ["", f"report: {self.path}"])
+
+
+def write_report(sweep_dir: str | Path, *, figures: bool = True) -> Report:
+    """Write the report files into ``sweep_dir``. Without ``figures`` the PNGs are left out
+    (they take most of the time)."""
     sweep_dir = Path(sweep_dir)
     runs = read_runs(sweep_dir)
     groups = group_runs(runs)
@@ -92,7 +111,8 @@ def write_report(sweep_dir: str | Path, *, figures: bool = True) -> Path:
             "(below), not numbers."
         )
     )
-    lines += ["", table_one_markdown(groups, with_paper) if groups else "(no runs yet)", ""]
+    table = table_one_markdown(groups, with_paper) if groups else "(no runs yet)"
+    lines += ["", table, ""]
     lines += ["## Epochs to 95% of each run's best test accuracy", ""]
     lines += [convergence_markdown(convergence) or "(no finished runs)", ""]
     lines += ["## Figures", ""]
@@ -100,7 +120,8 @@ def write_report(sweep_dir: str | Path, *, figures: bool = True) -> Path:
     if figure_errors:
         lines += ["", "Figures that failed:", ""] + [f"    {e}" for e in figure_errors]
     lines += ["", "## The paper's claims", ""]
-    lines += _claims(runs)
+    claims = evaluate_claims(runs)
+    lines += _claims(claims)
     lines += ["", "## Table I as published (CIFAR-10, classification)", ""]
     lines += [
         f"Source: {paper_table.SOURCE}. '?' marks cells that look odd as printed "
@@ -110,7 +131,7 @@ def write_report(sweep_dir: str | Path, *, figures: bool = True) -> Path:
     lines += [paper_markdown(), ""]
     path = sweep_dir / "report.md"
     path.write_text("\n".join(lines))
-    return path
+    return Report(path, table, [(claim.title, claim.verdict) for claim in claims])
 
 
 def _overview(runs, info) -> list[str]:
@@ -143,9 +164,9 @@ def _overview(runs, info) -> list[str]:
     return lines
 
 
-def _claims(runs) -> list[str]:
+def _claims(claims) -> list[str]:
     lines = []
-    for number, claim in enumerate(evaluate_claims(runs), start=1):
+    for number, claim in enumerate(claims, start=1):
         lines += [
             f"### {number}. {claim.title}: **{claim.verdict}**",
             "",
