@@ -8,6 +8,10 @@ several GPUs, one cell per GPU). Only one sweep at a time may use DIR. At the en
 ``tvlars report DIR`` runs and the table and the verdict on each of the paper's claims
 are printed.
 
+Under torchrun every cell runs data-parallel on all the processes, one cell after another:
+``torchrun --nproc_per_node=8 -m tvlars sweep paper-cifar10 --data-dir ~/data``. Without
+it, a machine with several GPUs runs one cell per GPU.
+
 Presets: quick (8 cells: batch 4096 and 16384, four methods, one seed), cpu (81 cells: the
 whole study on MNIST-1D), ablation-lambda, ablation-lr, ablation-init (CPU scale),
 paper-cifar10, paper-tinyimagenet, paper-ablation-lambda, paper-ablation-lr,
@@ -17,6 +21,7 @@ paper-ablation-init (the paper's scale: GPUs and --data-dir). --dry-run lists th
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -128,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     out = args.out if args.out is not None else Path("sweeps") / preset.name
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return _run_under_torchrun(args, preset, cells, out, overrides.get("device", "auto"))
     jobs, devices = _default_jobs(preset.name)
     if args.jobs is not None:
         if args.jobs < 1:
@@ -149,7 +156,41 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\ntvlars sweep: interrupted; run the same command again to resume")
         return 130
+    return _report(args, out, outcome)
 
+
+def _run_under_torchrun(args, preset, cells, out: Path, device: str) -> int:
+    """Started by torchrun: every cell runs on all processes together (see
+    :func:`~tvlars.experiments.runner.run_sweep_together`)."""
+    from tvlars.experiments.lock import SweepLocked
+    from tvlars.experiments.runner import run_sweep_together
+    from tvlars.train import distributed
+
+    if args.jobs not in (None, 1):
+        raise SystemExit(
+            "tvlars sweep: under torchrun every cell uses all processes; drop --jobs "
+            "(or run without torchrun for one cell per GPU)"
+        )
+    processes = distributed.start(device)
+    try:
+        outcome = run_sweep_together(
+            cells,
+            out,
+            processes,
+            retry_failed=args.retry_failed,
+            name=preset.name,
+            description=preset.description,
+            sweep_info={"mirrors_paper": preset.mirrors_paper},
+            log=print if processes.is_main else (lambda message: None),
+        )
+    except SweepLocked as error:
+        raise SystemExit(f"tvlars sweep: {error}") from None
+    finally:
+        distributed.stop(processes)
+    return _report(args, out, outcome) if processes.is_main else 0
+
+
+def _report(args, out: Path, outcome) -> int:
     if not args.no_report:
         from tvlars.experiments.report import write_report
 

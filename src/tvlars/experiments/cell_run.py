@@ -91,12 +91,13 @@ def execute_cell(task: CellTask) -> CellResult:
     folder = Path(task.folder)
     try:
         with sweep_lock(folder):
-            return _execute_locked(task, folder)
+            return execute_locked(task, folder)
     except SweepLocked as error:
         return CellResult(task.cell.run_id(), BUSY, error=str(error))
 
 
-def _execute_locked(task: CellTask, folder: Path) -> CellResult:
+def execute_locked(task: CellTask, folder: Path) -> CellResult:
+    """:func:`execute_cell` once the cell's lock is held."""
     write_json(folder / CELL_FILE, {"run_id": task.cell.run_id(), **task.cell.describe()})
     (folder / ERROR_FILE).unlink(missing_ok=True)
     started = time.perf_counter()

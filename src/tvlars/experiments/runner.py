@@ -11,6 +11,7 @@ The folder's lock (:mod:`tvlars.experiments.lock`) keeps a second sweep out.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 import time
@@ -29,12 +30,15 @@ from tvlars.experiments.cell_run import (
     cell_folder,
     cell_state,
     execute_cell,
+    execute_locked,
     initialize_worker,
+    run_cell,
     write_json,
 )
 from tvlars.experiments.grid import Cell
-from tvlars.experiments.lock import sweep_lock
+from tvlars.experiments.lock import SweepLocked, sweep_lock
 from tvlars.experiments.progress import Progress
+from tvlars.train.distributed import Processes, broadcast_object
 
 SWEEP_FILE = "sweep.json"
 
@@ -101,22 +105,9 @@ def run_sweep(
     started = time.monotonic()
     with sweep_lock(out):
         record_sweep(out, name, description, cells, **(sweep_info or {}))
-        outcome = SweepOutcome()
-        todo: list[CellTask] = []
-        bt_ok = any(c.task == "barlow-twins" for c in cells) and barlow_twins_available()
         if threads is None:
             threads = threads_per_cell(jobs)
-        for cell in cells:
-            folder = cell_folder(out, cell)
-            state = cell_state(folder)
-            if cell.task != "classification" and not bt_ok:
-                outcome.states[cell.run_id()] = "unavailable"
-            elif state == FINISHED:
-                outcome.states[cell.run_id()] = _finished_state(folder)
-            elif state == FAILED and not retry_failed:
-                outcome.states[cell.run_id()] = "skipped-failed"
-            else:
-                todo.append(CellTask(cell, str(folder), threads))
+        outcome, todo = plan_sweep(cells, out, retry_failed, threads)
         _announce(outcome, todo, len(cells), jobs, threads, log)
         progress = Progress(total=len(cells), done_before=len(cells) - len(todo))
         if todo and jobs > 1:
@@ -125,6 +116,109 @@ def run_sweep(
             _run_here(todo, execute, progress, outcome, log)
         else:
             _run_in_workers(todo, execute, jobs, threads, devices, progress, outcome, log)
+    return _finish(outcome, started, log)
+
+
+def plan_sweep(
+    cells: Sequence[Cell], out: Path, retry_failed: bool, threads: int | None
+) -> tuple[SweepOutcome, list[CellTask]]:
+    """The outcome of the cells that need no run (finished, failed and not retried,
+    unavailable here) and the tasks of the others, in grid order."""
+    outcome = SweepOutcome()
+    todo: list[CellTask] = []
+    bt_ok = any(c.task == "barlow-twins" for c in cells) and barlow_twins_available()
+    for cell in cells:
+        folder = cell_folder(out, cell)
+        state = cell_state(folder)
+        if cell.task != "classification" and not bt_ok:
+            outcome.states[cell.run_id()] = "unavailable"
+        elif state == FINISHED:
+            outcome.states[cell.run_id()] = _finished_state(folder)
+        elif state == FAILED and not retry_failed:
+            outcome.states[cell.run_id()] = "skipped-failed"
+        else:
+            todo.append(CellTask(cell, str(folder), threads))
+    return outcome, todo
+
+
+def run_sweep_together(
+    cells: Sequence[Cell],
+    out: str | os.PathLike[str],
+    processes: Processes,
+    *,
+    retry_failed: bool = False,
+    name: str = "custom",
+    description: str = "",
+    sweep_info: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> SweepOutcome:
+    """Run the sweep with every process of a ``torchrun`` job training each cell together
+    (data-parallel), one cell after another.
+
+    Process 0 holds the folder's lock, decides which cells need a run and takes each
+    cell's lock; the other processes follow its decisions, which it broadcasts, so that all
+    of them enter the same collectives. Only process 0 writes the sweep's files and logs.
+    """
+    out = Path(out)
+    started = time.monotonic()
+    main = processes.is_main
+    with contextlib.ExitStack() as stack:
+        plan: tuple[SweepOutcome, list[CellTask]] | str
+        if main:
+            try:
+                stack.enter_context(sweep_lock(out))
+                record_sweep(out, name, description, cells, **(sweep_info or {}))
+                plan = plan_sweep(cells, out, retry_failed, None)
+            except SweepLocked as error:
+                plan = str(error)
+        else:
+            plan = ""
+        plan = broadcast_object(plan, processes)
+        if isinstance(plan, str):
+            raise SweepLocked(plan)
+        outcome, todo = plan
+        if main:
+            _announce(outcome, todo, len(cells), 1, None, log)
+            log(f"[sweep] each cell runs on all {processes.world_size} processes")
+        progress = Progress(total=len(cells), done_before=len(cells) - len(todo))
+        for task in todo:
+            progress.running = 1
+            result = _execute_together(task, processes)
+            progress.running = 0
+            if main:
+                _record(result, progress, outcome, log)
+                log(progress.line())
+    return _finish(outcome, started, log if main else _quiet)
+
+
+def _execute_together(task: CellTask, processes: Processes) -> CellResult:
+    """One cell on every process: process 0 records it as :func:`execute_cell` does; the
+    others train their share and report nothing."""
+    folder = Path(task.folder)
+    with contextlib.ExitStack() as stack:
+        busy = None
+        if processes.is_main:
+            try:
+                stack.enter_context(sweep_lock(folder))
+            except SweepLocked as error:
+                busy = str(error)
+        busy = broadcast_object(busy, processes)
+        if busy is not None:
+            return CellResult(task.cell.run_id(), BUSY, error=busy)
+        if processes.is_main:
+            return execute_locked(task, folder)
+        try:
+            run_cell(task.cell, folder, task.threads)
+        except Exception:  # noqa: BLE001 - process 0 records the cell's failure
+            pass
+        return CellResult(task.cell.run_id(), FINISHED)
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def _finish(outcome: SweepOutcome, started: float, log: Callable[[str], None]) -> SweepOutcome:
     outcome.seconds = time.monotonic() - started
     counts = outcome.counts()
     log(
@@ -170,7 +264,7 @@ def _announce(outcome, todo, total, jobs, threads, log) -> None:
     log(
         f"[sweep] {total} cells: {len(todo)} to run"
         + (f"; already {skipped}" if skipped else "")
-        + f"; {jobs} at a time, {threads} thread(s) each"
+        + (f"; {jobs} at a time, {threads} thread(s) each" if threads else "")
     )
     if counts.get("skipped-failed"):
         log("[sweep] failed cells are not rerun; pass --retry-failed to retry them")

@@ -79,7 +79,7 @@ def pretrain(
     try:
         return _run(config, processes, progress, log if processes.is_main else _silent)
     finally:
-        distributed.stop()
+        distributed.stop(processes)
 
 
 def _silent(message: str) -> None:

@@ -19,6 +19,9 @@ class Processes:
     world_size: int
     local_rank: int
     device: torch.device
+    #: Whether :func:`start` created the process group (then :func:`stop` ends it); a
+    #: group that was already there, such as a sweep's, outlives the run.
+    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -45,16 +48,27 @@ def start(device_name: str) -> Processes:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    owns_group = world_size > 1 and not dist.is_initialized()
+    if owns_group:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Processes(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+    return Processes(rank, world_size, local_rank, device, owns_group)
 
 
-def stop() -> None:
-    if dist.is_initialized():
+def stop(processes: Processes) -> None:
+    """End the process group if ``processes`` started it."""
+    if processes.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_object(value, processes: Processes):
+    """Process 0's ``value``, on every process (any picklable object)."""
+    if not processes.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def sum_across(tensor: torch.Tensor, processes: Processes) -> torch.Tensor:

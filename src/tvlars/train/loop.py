@@ -45,7 +45,7 @@ def train(config: RunConfig, *, progress: bool = True, log: Callable[[str], None
     try:
         return _train(config, processes, progress, log if processes.is_main else _silent)
     finally:
-        distributed.stop()
+        distributed.stop(processes)
 
 
 def _silent(message: str) -> None:
