@@ -8,9 +8,13 @@ by all of them. The tables report the median step time, the interquartile range,
 relative to ``torch.optim.SGD``'s per-tensor loop (``foreach=False``) and the speed-up over
 the fastest peer implementation of the same algorithm.
 
-The fused (``torch.compile``) contenders compile on their first step. That cost is measured
-in fresh subprocesses: once with an empty inductor cache (cold) and once more with the
-cache that run populated (warm cache, the usual case on a machine that compiled before).
+tvlars' paths: ``single`` (per-tensor reference), ``foreach`` (multi-tensor), ``compiled``
+(``fused="compile"``: torch.compile of the per-tensor update), ``fused`` (``fused=True``: on
+CPU the native C++ kernels of ``tvlars.optim._native``, one call per param group; on GPUs
+torch.compile) and ``default`` (what the optimizer chooses by itself). The ``compiled`` and
+``fused`` contenders compile on their first step. That cost is measured in fresh
+subprocesses: once with empty caches (cold) and once more with the caches that run
+populated (warm cache, the usual case on a machine that compiled before).
 
 On a shared machine, read the "other processes used N% of the CPUs" line under each
 table first: with torch's default of one intra-op thread per core, a busy neighbour makes
@@ -88,7 +92,7 @@ class Contender:
     family: str
     origin: str
     build: Callable[[list[Tensor]], Optimizer]
-    path: str | None = None  # tvlars' requested path: "single", "foreach", "fused", None
+    path: str | None = None  # tvlars' requested path: a key of TVLARS_PATHS, None for default
 
 
 def torch_contenders() -> list[Contender]:
@@ -104,9 +108,11 @@ def torch_contenders() -> list[Contender]:
 TVLARS_PATHS = {  # contender suffix -> constructor keywords
     "single": dict(foreach=False),
     "foreach": dict(foreach=True),
-    "fused": dict(fused=True),
+    "compiled": dict(fused="compile"),  # torch.compile of the per-tensor update
+    "fused": dict(fused=True),  # on CPU the native C++ kernels; on GPUs torch.compile
     "default": dict(),
 }
+BUILT_PATHS = ("compiled", "fused")  # paths that compile something on their first step
 
 
 def tvlars_contenders() -> list[Contender]:
@@ -412,6 +418,7 @@ def first_step_in_subprocess(
         os.environ,
         TORCHINDUCTOR_CACHE_DIR=str(cache_dir),
         TRITON_CACHE_DIR=str(cache_dir / "triton"),
+        TVLARS_CACHE=str(cache_dir / "tvlars"),  # where the native kernels are built
     )
     command = [
         sys.executable,
@@ -694,7 +701,7 @@ def compile_rows(
     rows = []
     for timing in timings:
         fused = summaries[timing.contender].median_ms
-        foreach = summaries.get(timing.contender.replace("fused", "foreach"))
+        foreach = summaries.get(timing.contender.rsplit(" ", 1)[0] + " foreach")
         saving_ms = foreach.median_ms - fused if foreach is not None else None
 
         def break_even(compile_s: float, saving_ms: float | None = saving_ms) -> str:
@@ -743,10 +750,12 @@ def target_lines(summaries: dict[str, Summary], contenders: Sequence[Contender])
 def tvlars_default_path(device: torch.device, adapted_numel: int) -> str:
     """The path tvlars' automatic choice takes for a group of this size (internal API)."""
     try:
+        from tvlars.optim import _native
         from tvlars.optim._paths import resolve_path
     except ImportError:
         return "unknown"
-    return resolve_path(None, None, device, adapted_numel)
+    native_ok = device.type == "cpu" and _native.kernels() is not None
+    return resolve_path(None, None, device, adapted_numel, native_ok)
 
 
 def benchmark_model(
@@ -794,7 +803,7 @@ def benchmark_model(
         args.markdown,
     )
 
-    fused_names = [c.name for c in contenders if c.path == "fused"]
+    fused_names = [c.name for c in contenders if c.path in BUILT_PATHS]
     if fused_names and not args.skip_compile:
         print_compilation(model, fused_names, summaries, args)
 

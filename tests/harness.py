@@ -14,7 +14,8 @@ SHAPES: list[tuple[int, ...]] = [(3, 2, 3, 3), (5, 4), (4,), (1,)]
 PATHS: dict[str, dict] = {
     "single": {"foreach": False},
     "foreach": {"foreach": True},
-    "fused": {"fused": True},
+    "native": {"fused": "native"},  # the C++ kernels (what fused=True takes on CPU)
+    "compiled": {"fused": "compile"},  # torch.compile (what fused=True takes on GPUs)
 }
 
 

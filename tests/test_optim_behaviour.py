@@ -14,7 +14,7 @@ from harness import PATHS, SHAPES, assert_matches, gradients, run_optimizer, run
 from reference import ReferenceLARS
 
 from tvlars import LAMB, LARS, TVLARS
-from tvlars.optim import _paths
+from tvlars.optim import _native, _paths
 
 OPTIMIZERS = {
     "lars": lambda params, **kw: LARS(params, lr=0.5, **kw),
@@ -351,24 +351,43 @@ def test_step_makes_no_host_device_synchronization(name, path, monkeypatch):
 # --------------------------------------------------------------------- path selection
 
 
-def test_small_groups_default_to_foreach_and_large_ones_to_fused():
+def test_cpu_groups_default_to_the_native_kernels_whatever_their_size():
     cpu = torch.device("cpu")
-    assert _paths.resolve_path(None, None, cpu, 10_000) == _paths.FOREACH
+    assert _paths.resolve_path(None, None, cpu, 1, native_ok=True) == _paths.NATIVE
+    assert _paths.resolve_path(None, None, cpu, 10**9, native_ok=True) == _paths.NATIVE
+
+
+def test_without_native_kernels_small_groups_take_foreach_and_large_ones_compile():
+    cpu = torch.device("cpu")
+    assert _paths.resolve_path(None, None, cpu, 10_000, native_ok=False) == _paths.FOREACH
     expected = _paths.FUSED if _paths.compile_supported(cpu) else _paths.FOREACH
-    assert _paths.resolve_path(None, None, cpu, _paths.FUSED_MIN_NUMEL) == expected
+    assert _paths.resolve_path(None, None, cpu, _paths.FUSED_MIN_NUMEL, False) == expected
 
 
 def test_explicit_path_keywords_are_obeyed():
     cpu = torch.device("cpu")
-    assert _paths.resolve_path(False, None, cpu, 10**9) == _paths.SINGLE
-    assert _paths.resolve_path(True, None, cpu, 10**9) == _paths.FOREACH
-    assert _paths.resolve_path(None, True, cpu, 1) == _paths.FUSED
-    assert _paths.resolve_path(None, False, cpu, 10**9) == _paths.FOREACH
+    assert _paths.resolve_path(False, None, cpu, 10**9, True) == _paths.SINGLE
+    assert _paths.resolve_path(True, None, cpu, 10**9, True) == _paths.FOREACH
+    assert _paths.resolve_path(None, True, cpu, 1, True) == _paths.NATIVE
+    assert _paths.resolve_path(None, True, cpu, 1, False) == _paths.FUSED
+    assert _paths.resolve_path(None, "compile", cpu, 1, True) == _paths.FUSED
+    assert _paths.resolve_path(None, "native", cpu, 1, True) == _paths.NATIVE
+    assert _paths.resolve_path(None, False, cpu, 10**9, True) == _paths.FOREACH
+
+
+def test_fused_native_where_the_kernels_cannot_run_raises_naming_the_fallback():
+    with pytest.raises(RuntimeError, match="fused=True"):
+        _paths.resolve_path(None, "native", torch.device("cpu"), 1, native_ok=False)
+
+
+def test_fused_accepts_only_bools_none_and_the_two_implementations():
+    with pytest.raises(ValueError, match="fused"):
+        LARS([torch.zeros(2, 2, requires_grad=True)], fused="triton")
 
 
 def test_default_falls_back_to_foreach_without_a_compiler(monkeypatch):
     monkeypatch.setattr(_paths, "_compiler_present", lambda device_type: False)
-    assert _paths.resolve_path(None, None, torch.device("cpu"), 10**9) == _paths.FOREACH
+    assert _paths.resolve_path(None, None, torch.device("cpu"), 10**9, False) == _paths.FOREACH
 
 
 def _broken_compiler(function):
@@ -379,6 +398,7 @@ def _broken_compiler(function):
 
 
 def test_compiler_failure_in_automatic_mode_warns_and_gives_the_eager_result(monkeypatch):
+    monkeypatch.setattr(_native, "kernels", lambda: None)
     monkeypatch.setattr(_paths, "compiled", _broken_compiler)
     monkeypatch.setattr(_paths, "FUSED_MIN_NUMEL", 0)
     monkeypatch.setattr(_paths, "_compile_failed", set())
@@ -392,8 +412,8 @@ def test_compiler_failure_in_automatic_mode_warns_and_gives_the_eager_result(mon
 def test_compiler_failure_with_fused_true_raises(monkeypatch):
     monkeypatch.setattr(_paths, "compiled", _broken_compiler)
     monkeypatch.setattr(_paths, "_compile_failed", set())
-    with pytest.raises(RuntimeError, match="fused=True"):
-        run_optimizer(lambda p: LARS(p, fused=True), 1)
+    with pytest.raises(RuntimeError, match="torch.compile failed"):
+        run_optimizer(lambda p: LARS(p, fused="compile"), 1)
 
 
 @pytest.mark.parametrize("name", ["tvlars", "lamb"])
@@ -401,7 +421,7 @@ def test_learning_rate_changed_every_step_does_not_recompile(name):
     params = [torch.randn(s, requires_grad=True) for s in SHAPES]
     for param in params:
         param.grad = torch.randn_like(param)
-    optimizer = OPTIMIZERS[name](params, fused=True)
+    optimizer = OPTIMIZERS[name](params, fused="compile")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
     optimizer.step()
     scheduler.step()

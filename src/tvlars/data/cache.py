@@ -21,19 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tvlars._cache_dir import CACHE_ENV, resolve_cache_dir
+
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "TVLARS_CACHE"
-
-
-def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir`` if given, else ``$TVLARS_CACHE``, else ``~/.cache/tvlars``."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    from_env = os.environ.get(CACHE_ENV)
-    if from_env:
-        return Path(from_env).expanduser()
-    return Path.home() / ".cache" / "tvlars"
+__all__ = ["CACHE_ENV", "load_arrays", "resolve_cache_dir", "save_arrays"]
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> Path:

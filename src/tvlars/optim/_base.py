@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from tvlars.optim._paths import PerStepValues, resolve_path
+from tvlars.optim import _native
+from tvlars.optim._paths import FUSED_CHOICES, PerStepValues, resolve_path, wants_native
 from tvlars.optim._stats import LayerStats
 
 
@@ -79,8 +80,9 @@ class LayerwiseOptimizer(Optimizer):
         defaults: dict[str, Any],
         *,
         foreach: bool | None,
-        fused: bool | None,
+        fused: bool | str | None,
     ) -> None:
+        require(fused in FUSED_CHOICES, "fused", fused, "None, True, False, 'native' or 'compile'")
         require(
             not (fused and foreach),
             "foreach/fused",
@@ -150,8 +152,15 @@ class LayerwiseOptimizer(Optimizer):
                 adapted.append(is_adapted(param, group))
             if params:
                 adapted_numel = sum(p.numel() for p, a in zip(params, adapted) if a)
+                device = params[0].device
+                native_ok = (
+                    wants_native(group["foreach"], group["fused"], device)
+                    and _native.kernels() is not None
+                    and _native.usable(params)
+                    and _native.usable(grads)
+                )
                 path = resolve_path(
-                    group["foreach"], group["fused"], params[0].device, adapted_numel
+                    group["foreach"], group["fused"], device, adapted_numel, native_ok
                 )
                 self._update_group(group, params, grads, states, adapted, path, collector)
             group["step"] += 1

@@ -1,11 +1,13 @@
 """Choosing and running an execution path: single-tensor, multi-tensor (foreach) or fused.
 
 Every optimizer here writes its per-parameter update once, as a plain function of one
-tensor (the *single-tensor reference path*). The *fused path* is that same function run
-through ``torch.compile``: inductor turns the norms, the trust ratio, the moment updates
-and the parameter update into two passes over memory. Because both paths run the same
-source, they cannot drift apart. The *multi-tensor path* is written separately with
-``torch._foreach_*`` ops, which cut the per-tensor dispatch cost on small tensors.
+tensor (the *single-tensor reference path*). The *compiled fused path* is that same
+function run through ``torch.compile``: inductor turns the norms, the trust ratio, the
+moment updates and the parameter update into two passes over memory. Because both paths
+run the same source, they cannot drift apart. The *multi-tensor path* is written
+separately with ``torch._foreach_*`` ops, which cut the per-tensor dispatch cost on small
+tensors. On CPU the fused path is the *native* one (:mod:`tvlars.optim._native`): the same
+two passes as C++ kernels, one call per param group, built in about a second.
 """
 
 from __future__ import annotations
@@ -21,27 +23,59 @@ from torch import Tensor
 
 SINGLE = "single"
 FOREACH = "foreach"
-FUSED = "fused"
+FUSED = "fused"  # torch.compile of the per-tensor update
+NATIVE = "native"  # the C++ kernels of tvlars.optim._native (CPU)
+#: What the ``fused`` keyword accepts: a bool, None (automatic) or the implementation.
+FUSED_CHOICES = (None, False, True, "native", "compile")
 
 # Below this many adapted elements in a param group, compilation costs more than it saves
 # in any short run (see docs/benchmarks.md), so the automatic choice stays with foreach.
 FUSED_MIN_NUMEL = 1 << 20
 
 
-def resolve_path(foreach: bool | None, fused: bool | None, device: torch.device, numel: int) -> str:
+def resolve_path(
+    foreach: bool | None,
+    fused: bool | str | None,
+    device: torch.device,
+    numel: int,
+    native_ok: bool,
+) -> str:
     """The path a param group's step takes.
 
-    ``fused=True`` and ``foreach=True/False`` are obeyed. With both left at ``None`` the
-    fused path is taken where the compiler works for the device and the group is large
-    enough to repay compilation, else the multi-tensor path.
+    ``fused="native"``/``"compile"`` pick the fused implementation; ``fused=True`` takes the
+    native kernels where they can run the group (``native_ok``: CPU tensors of a supported
+    dtype and layout, and a working C++ compiler), else ``torch.compile``; ``foreach``
+    True/False are obeyed. With both left at ``None``: the native kernels where they can
+    run the group, else ``torch.compile`` where the compiler works for the device and the
+    group is large enough to repay compilation, else the multi-tensor path.
     """
-    if fused:
+    if fused == "native":
+        if not native_ok:
+            raise RuntimeError(
+                "fused='native' needs contiguous CPU tensors of float32, float64 or bfloat16 "
+                "and a working C++ compiler (see tvlars.optim._native); pass fused=True to "
+                "fall back to torch.compile"
+            )
+        return NATIVE
+    if fused == "compile":
         return FUSED
+    if fused:
+        return NATIVE if native_ok else FUSED
     if foreach is not None:
         return FOREACH if foreach else SINGLE
+    if fused is None and native_ok:
+        return NATIVE
     if fused is None and numel >= FUSED_MIN_NUMEL and compile_supported(device):
         return FUSED
     return FOREACH
+
+
+def wants_native(foreach: bool | None, fused: bool | str | None, device: torch.device) -> bool:
+    """Whether :func:`resolve_path` could choose the native kernels for these settings (so
+    whether it is worth checking that they can run the group)."""
+    if fused == "native" or (fused is True and device.type == "cpu"):
+        return True
+    return fused is None and foreach is None and device.type == "cpu"
 
 
 @functools.cache
@@ -102,8 +136,9 @@ def run_fused(function: Callable, device: torch.device, strict: bool, *args, **k
         except Exception as error:  # noqa: BLE001
             if strict:
                 raise RuntimeError(
-                    f"fused=True, but torch.compile failed on {device.type}: {error}. "
-                    "Pass foreach=True (multi-tensor) or fused=None (automatic fallback)."
+                    f"the fused path's torch.compile failed on {device.type}: {error}. Pass "
+                    "fused=True (native kernels on CPU), foreach=True (multi-tensor) or "
+                    "fused=None (automatic fallback)."
                 ) from error
             _compile_failed.add(device.type)
             warnings.warn(

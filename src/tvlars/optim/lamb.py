@@ -13,6 +13,7 @@ For a parameter tensor ``w`` with gradient ``g``, at step count ``s = t + 1``::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,10 +21,12 @@ import torch
 from torch import Tensor
 from torch.autograd.graph import increment_version
 
+from tvlars.optim import _native
 from tvlars.optim._base import LayerwiseOptimizer, require
 from tvlars.optim._paths import (
     FOREACH,
     FUSED,
+    NATIVE,
     alias_1d,
     group_by_device_and_dtype,
     norm_dtype,
@@ -145,7 +148,7 @@ class LAMB(LayerwiseOptimizer):
         exclude_1d: bool = True,
         *,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -238,7 +241,22 @@ class LAMB(LayerwiseOptimizer):
 
         adapted_idx = [i for i, a in enumerate(adapted) if a]
         excluded_idx = [i for i, a in enumerate(adapted) if not a]
-        if path == FOREACH:
+        if path == NATIVE:
+            clamp = group["weight_norm_clamp"] or (math.nan, math.nan)
+            for indices in group_by_device_and_dtype(range(len(params)), params).values():
+                stats = _native.kernels().lamb(
+                    [params[i] for i in indices],
+                    [grads[i] for i in indices],
+                    [exp_avgs[i] for i in indices],
+                    [exp_avg_sqs[i] for i in indices],
+                    [adapted[i] for i in indices],
+                    (*values, *clamp),
+                )
+                for i in indices:
+                    increment_version(params[i])
+                if collector is not None:
+                    norms.update(_native.layer_norms(stats, indices, adapted, params))
+        elif path == FOREACH:
             foreach_over(excluded_idx, False)
             foreach_over(adapted_idx, True)
         elif path == FUSED:

@@ -17,6 +17,7 @@ phi(t) and may clamp the two norms.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,10 +25,12 @@ import torch
 from torch import Tensor
 from torch.autograd.graph import increment_version
 
+from tvlars.optim import _native
 from tvlars.optim._base import LayerStatsCollector, LayerwiseOptimizer, require
 from tvlars.optim._paths import (
     FOREACH,
     FUSED,
+    NATIVE,
     alias_1d,
     group_by_device_and_dtype,
     norm_dtype,
@@ -204,7 +207,7 @@ def lars_update_group(
     collector: LayerStatsCollector | None,
     per_step_values: Callable[[torch.device, tuple[float, ...]], Tensor],
 ) -> None:
-    """Update one param group along ``path`` ("single", "foreach" or "fused").
+    """Update one param group along ``path`` ("single", "foreach", "fused" or "native").
 
     ``per_step_values(device, values)`` gives the fused path its per-step values as a
     device tensor (see :class:`~tvlars.optim._paths.PerStepValues`).
@@ -219,6 +222,27 @@ def lars_update_group(
         nesterov=nesterov,
     )
     norms: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+
+    if path == NATIVE:
+        # One kernel call per dtype updates adapted and excluded layers alike.
+        clamp = math.nan if norm_clamp is None else norm_clamp
+        values = (lr, eta * scale, momentum, weight_decay, excluded_scale, clamp)
+        form = "none" if buffers[0] is None else "nesterov" if nesterov else "heavy_ball"
+        for indices in group_by_device_and_dtype(range(len(params)), params).values():
+            stats = _native.kernels().lars(
+                [params[i] for i in indices],
+                [grads[i] for i in indices],
+                [buffers[i] for i in indices],
+                [adapted[i] for i in indices],
+                values,
+                form,
+            )
+            for i in indices:
+                increment_version(params[i])
+            if collector is not None:
+                norms.update(_native.layer_norms(stats, indices, adapted, params))
+        _report(collector, params, adapted_idx, norms, lr)
+        return
 
     if path == FOREACH or path == FUSED:
         # Excluded layers are small (biases, norms): one foreach call beats per-tensor kernels.
@@ -281,6 +305,11 @@ def lars_update_group(
                 params[i], grads[i], buffers[i], values, norm_clamp=norm_clamp, nesterov=nesterov
             )
 
+    _report(collector, params, adapted_idx, norms, lr)
+
+
+def _report(collector, params, adapted_idx, norms, lr) -> None:
+    """Hand the adapted layers' norms to telemetry, in group order."""
     if collector is not None and adapted_idx:
         weight_norms, grad_norms, trusts = zip(*(norms[i] for i in adapted_idx))
         collector.add([params[i] for i in adapted_idx], weight_norms, grad_norms, trusts, lr)
@@ -309,8 +338,10 @@ class LARS(LayerwiseOptimizer):
         nesterov: use Algorithm 1's Nesterov form instead of heavy ball.
         exclude_1d: exclude tensors with ``ndim <= 1`` from adaptation.
         foreach: ``True`` multi-tensor path, ``False`` single-tensor path.
-        fused: ``True`` the compiled path (errors if ``torch.compile`` fails).
-            With both ``None`` the fastest available path is chosen.
+        fused: ``True`` the fused path: on CPU the native C++ kernels (one call per param
+            group, built on first use), elsewhere ``torch.compile``; ``"native"`` or
+            ``"compile"`` name the implementation; errors if it cannot run. With both
+            ``None`` the fastest available path is chosen, falling back quietly.
     """
 
     def __init__(
@@ -324,7 +355,7 @@ class LARS(LayerwiseOptimizer):
         exclude_1d: bool = True,
         *,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,

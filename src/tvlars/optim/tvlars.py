@@ -60,7 +60,7 @@ class TVLARS(LARS):
         exclude_1d: bool = True,
         *,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,

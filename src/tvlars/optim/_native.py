@@ -1,0 +1,212 @@
+"""The native fused path on CPU: one C++ call updates a whole param group.
+
+``_native_kernels.cpp`` holds the kernels (two passes over memory per layer, norms
+accumulated in double, OpenMP threads). They are compiled with the system's C++ compiler
+on first use (about a second, against 10-20 s for ``torch.compile``), cached per machine
+under ``<cache>/kernels/`` (``$TVLARS_CACHE``, else ``~/.cache/tvlars``) and loaded with
+:mod:`ctypes`. No torch headers are involved: tensors are passed as data pointers, and the
+host never waits on anything (CPU tensors only).
+
+:func:`kernels` returns ``None`` when no compiler works or ``TVLARS_NATIVE=0`` is set;
+callers then take the ``torch.compile`` or multi-tensor path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from tvlars._cache_dir import resolve_cache_dir
+
+SOURCE = Path(__file__).with_name("_native_kernels.cpp")
+DISABLE_ENV = "TVLARS_NATIVE"
+_FLAGS = [
+    "-O3",
+    "-march=native",
+    "-ffp-contract=off",
+    "-fno-math-errno",
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+]
+_SUFFIX = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16"}
+_MOMENTUM_FORMS = {"none": 0, "heavy_ball": 1, "nesterov": 2}
+
+
+class NativeKernels:
+    """The loaded library: ``lars`` and ``lamb`` for one dtype of tensors."""
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        self._library = library
+        p = ctypes.c_void_p
+        for suffix in _SUFFIX.values():
+            lars = getattr(library, f"tvlars_lars_{suffix}")
+            lars.argtypes = [ctypes.c_int64, p, p, p, p, p, p, ctypes.c_int64, ctypes.c_int64, p]
+            lars.restype = None
+            lamb = getattr(library, f"tvlars_lamb_{suffix}")
+            lamb.argtypes = [ctypes.c_int64, p, p, p, p, p, p, p, ctypes.c_int64, p]
+            lamb.restype = None
+
+    def lars(
+        self,
+        params: Sequence[Tensor],
+        grads: Sequence[Tensor],
+        buffers: Sequence[Tensor | None],
+        adapted: Sequence[bool],
+        values: Sequence[float],
+        momentum_form: str,
+    ) -> Tensor:
+        """One LARS/TVLARS step over ``params`` (one dtype, contiguous CPU tensors).
+
+        ``values``: lr, eta*scale, momentum, weight decay, excluded scale, norm clamp (NaN:
+        none). Returns a (layers, 3) float64 tensor of |w|, |g + wd*w| and the trust ratio
+        per layer (rows of excluded layers are unset)."""
+        count = len(params)
+        stats = torch.empty((count, 3), dtype=torch.float64)
+        kernel = getattr(self._library, f"tvlars_lars_{_SUFFIX[params[0].dtype]}")
+        buffer_pointers = buffers if buffers[0] is not None else params  # unused without momentum
+        kernel(
+            count,
+            _pointers(params),
+            _pointers(grads),
+            _pointers(buffer_pointers),
+            _numels(params),
+            _flags(adapted),
+            _doubles(values),
+            _MOMENTUM_FORMS[momentum_form],
+            torch.get_num_threads(),
+            stats.data_ptr(),
+        )
+        return stats
+
+    def lamb(
+        self,
+        params: Sequence[Tensor],
+        grads: Sequence[Tensor],
+        exp_avgs: Sequence[Tensor],
+        exp_avg_sqs: Sequence[Tensor],
+        adapted: Sequence[bool],
+        values: Sequence[float],
+    ) -> Tensor:
+        """One LAMB step. ``values``: lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2, eps,
+        weight decay, clamp low, clamp high (NaN: none). Returns stats as :meth:`lars`."""
+        count = len(params)
+        stats = torch.empty((count, 3), dtype=torch.float64)
+        kernel = getattr(self._library, f"tvlars_lamb_{_SUFFIX[params[0].dtype]}")
+        kernel(
+            count,
+            _pointers(params),
+            _pointers(grads),
+            _pointers(exp_avgs),
+            _pointers(exp_avg_sqs),
+            _numels(params),
+            _flags(adapted),
+            _doubles(values),
+            torch.get_num_threads(),
+            stats.data_ptr(),
+        )
+        return stats
+
+
+def layer_norms(
+    stats: Tensor, indices: Sequence[int], adapted: Sequence[bool], params: Sequence[Tensor]
+) -> dict[int, tuple[Tensor, Tensor, Tensor]]:
+    """``{group index: (|w|, direction norm, trust)}`` as 0-d tensors in the dtype the other
+    paths report them in, for the adapted layers among ``indices`` (rows of ``stats``)."""
+    rows = [row for row, i in enumerate(indices) if adapted[i]]
+    if not rows:
+        return {}
+    dtype = params[indices[0]].dtype
+    values = stats[rows].to(dtype if dtype == torch.float64 else torch.float32)
+    return {indices[row]: tuple(values[k].unbind()) for k, row in enumerate(rows)}
+
+
+def _pointers(tensors: Sequence[Tensor]):
+    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+
+
+def _numels(tensors: Sequence[Tensor]):
+    return (ctypes.c_int64 * len(tensors))(*[t.numel() for t in tensors])
+
+
+def _flags(flags: Sequence[bool]):
+    return (ctypes.c_uint8 * len(flags))(*flags)
+
+
+def _doubles(values: Sequence[float]):
+    return (ctypes.c_double * len(values))(*values)
+
+
+def usable(tensors: Sequence[Tensor]) -> bool:
+    """Whether the kernels can take these tensors: CPU, a supported dtype, contiguous."""
+    return all(t.device.type == "cpu" and t.dtype in _SUFFIX and t.is_contiguous() for t in tensors)
+
+
+def _compiler() -> str | None:
+    for candidate in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if candidate and shutil.which(candidate):
+            return candidate
+    return None
+
+
+def _cpu_identity() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith(("model name", "flags")):
+                    return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _build(compiler: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        built = Path(scratch) / target.name
+        command = [compiler, *_FLAGS, str(SOURCE), "-o", str(built)]
+        # OpenMP when the compiler has it; one thread per layer pass otherwise.
+        result = subprocess.run([*command, "-fopenmp"], capture_output=True, text=True)
+        if result.returncode != 0:
+            result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
+        os.replace(built, target)  # atomic: a concurrent builder finds a complete file
+
+
+@functools.cache
+def kernels() -> NativeKernels | None:
+    """The native kernels, built on first use; ``None`` where they cannot be had."""
+    if os.environ.get(DISABLE_ENV, "1") == "0":
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        return None
+    key = hashlib.sha256(
+        "\0".join([SOURCE.read_text(), compiler, *_FLAGS, _cpu_identity()]).encode()
+    ).hexdigest()[:16]
+    target = resolve_cache_dir() / "kernels" / f"tvlars-optim-{key}.so"
+    try:
+        if not target.exists():
+            _build(compiler, target)
+        return NativeKernels(ctypes.CDLL(str(target)))
+    except (OSError, RuntimeError) as error:
+        warnings.warn(
+            f"tvlars: the native CPU optimizer kernels could not be built or loaded ({error}); "
+            "using torch.compile or the multi-tensor path instead",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None

@@ -1,0 +1,231 @@
+// The CPU kernels of the native fused path (tvlars/optim/_native.py builds and loads them).
+//
+// One call updates every parameter of a param group: for each layer, one pass reads w and g
+// for both norms (accumulated in double), one pass applies the trust ratio, momentum and
+// update. Between the two passes a layer's w and g are usually still in the CPU's cache, so
+// the second pass costs little more than reading the momentum buffer. The arithmetic is
+// that of lars_adapted_tensor / lars_excluded_tensor (lars.py) and lamb_tensor (lamb.py),
+// operation for operation, in the parameter's precision (float for bfloat16); the tests hold
+// all paths to the same float64 reference. No torch headers: this compiles in about a second.
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace {
+
+struct bf16 {
+  uint16_t bits;
+};
+
+template <typename T> struct Compute { using type = T; };
+template <> struct Compute<bf16> { using type = float; };
+
+inline float load(const float *p, int64_t i) { return p[i]; }
+inline double load(const double *p, int64_t i) { return p[i]; }
+inline float load(const bf16 *p, int64_t i) {
+  uint32_t u = uint32_t(p[i].bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+inline void store(float *p, int64_t i, float x) { p[i] = x; }
+inline void store(double *p, int64_t i, double x) { p[i] = x; }
+inline void store(bf16 *p, int64_t i, float x) {
+  // Round to nearest even, as torch does; NaN stays a (quiet) NaN.
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) {
+    p[i].bits = uint16_t((u >> 16) | 0x40u);
+    return;
+  }
+  u += 0x7fffu + ((u >> 16) & 1u);
+  p[i].bits = uint16_t(u >> 16);
+}
+
+// The value a store and a load give back: what the reference paths see in memory.
+template <typename T, typename C> inline C rounded(C x) {
+  T cell[1];
+  store(cell, 0, x);
+  return load(cell, 0);
+}
+
+// Layers smaller than this run on one thread: a parallel region costs microseconds.
+constexpr int64_t kParallelMin = 1 << 15;
+
+enum Momentum : int64_t { kNone = 0, kHeavyBall = 1, kNesterov = 2 };
+
+// w <- w - lr*m after m <- mu*m + u (heavy ball), or Algorithm 1's Nesterov form where the
+// buffer holds y_prev, or w <- w - lr*u without momentum. u = trust * d, with
+// d = g + wd*w (adapted) or d = g (excluded; trust is then the excluded scale).
+template <typename T>
+void apply_update(T *w, const T *g, T *buffer, int64_t n, typename Compute<T>::type trust,
+                  typename Compute<T>::type wd, bool decay, typename Compute<T>::type lr,
+                  typename Compute<T>::type mu, int64_t momentum, int threads) {
+  using C = typename Compute<T>::type;
+  const bool parallel = n >= kParallelMin;
+  if (momentum == kHeavyBall) {
+#pragma omp parallel for simd num_threads(threads) if (parallel)
+    for (int64_t i = 0; i < n; ++i) {
+      const C wi = load(w, i);
+      const C d = decay ? C(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
+      const C m = rounded<T, C>(rounded<T, C>(mu * load(buffer, i)) + rounded<T, C>(d * trust));
+      store(buffer, i, m);
+      store(w, i, wi - rounded<T, C>(lr * m));
+    }
+  } else if (momentum == kNesterov) {
+#pragma omp parallel for simd num_threads(threads) if (parallel)
+    for (int64_t i = 0; i < n; ++i) {
+      const C wi = load(w, i);
+      const C d = decay ? C(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
+      const C y = rounded<T, C>(wi - rounded<T, C>(lr * rounded<T, C>(d * trust)));
+      const C ahead = rounded<T, C>(mu * rounded<T, C>(y - load(buffer, i)));
+      store(w, i, y + ahead);
+      store(buffer, i, y);
+    }
+  } else {
+#pragma omp parallel for simd num_threads(threads) if (parallel)
+    for (int64_t i = 0; i < n; ++i) {
+      const C wi = load(w, i);
+      const C d = decay ? C(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
+      store(w, i, wi - rounded<T, C>(lr * rounded<T, C>(d * trust)));
+    }
+  }
+}
+
+// values: lr, eta*scale, momentum, weight decay, excluded scale, norm clamp (NaN: none).
+// stats: |w|, |g + wd*w|, trust for each adapted layer (left untouched for excluded ones).
+template <typename T>
+void lars_step(int64_t layers, void *const *weights, void *const *grads, void *const *buffers,
+               const int64_t *numels, const uint8_t *adapted, const double *values,
+               int64_t momentum, int64_t threads, double *stats) {
+  using C = typename Compute<T>::type;
+  const C lr = C(values[0]), coefficient = C(values[1]), mu = C(values[2]);
+  const C wd = C(values[3]), excluded_scale = C(values[4]);
+  const double clamp = values[5];
+  for (int64_t k = 0; k < layers; ++k) {
+    T *w = static_cast<T *>(weights[k]);
+    const T *g = static_cast<const T *>(grads[k]);
+    T *buffer = static_cast<T *>(buffers[k]);
+    const int64_t n = numels[k];
+    if (!adapted[k]) {
+      apply_update(w, g, buffer, n, excluded_scale, wd, false, lr, mu, momentum, int(threads));
+      continue;
+    }
+    double weight_sq = 0.0, direction_sq = 0.0;
+#pragma omp parallel for simd reduction(+ : weight_sq, direction_sq) num_threads(int(threads)) \
+    if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      const C wi = load(w, i);
+      const C d = rounded<T, C>(load(g, i) + rounded<T, C>(wd * wi));
+      weight_sq += double(wi) * double(wi);
+      direction_sq += double(d) * double(d);
+    }
+    // Norms in the parameter's precision (float for bfloat16), as the reference paths have.
+    const C weight_norm = C(std::sqrt(weight_sq)), direction_norm = C(std::sqrt(direction_sq));
+    C w_used = weight_norm, d_used = direction_norm;
+    if (!std::isnan(clamp)) {
+      w_used = std::fmin(w_used, C(clamp));
+      d_used = std::fmin(d_used, C(clamp));
+    }
+    const C trust = (w_used > 0 && d_used > 0) ? C(C(coefficient * w_used) / d_used) : C(1);
+    stats[3 * k] = weight_norm;
+    stats[3 * k + 1] = direction_norm;
+    stats[3 * k + 2] = trust;
+    apply_update(w, g, buffer, n, trust, wd, true, lr, mu, momentum, int(threads));
+  }
+}
+
+// Adam's direction mh / (sqrt(vh) + eps) from the moments as stored, so that both passes of
+// lamb_step see the same values.
+template <typename T>
+inline typename Compute<T>::type adam_direction(const T *m, const T *v, int64_t i,
+                                                typename Compute<T>::type bias_correction1,
+                                                typename Compute<T>::type bias_correction2,
+                                                typename Compute<T>::type eps) {
+  using C = typename Compute<T>::type;
+  const C mh = rounded<T, C>(load(m, i) / bias_correction1);
+  const C vh = rounded<T, C>(std::sqrt(rounded<T, C>(load(v, i) / bias_correction2)));
+  return rounded<T, C>(mh / rounded<T, C>(vh + eps));
+}
+
+// values: lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2, eps, weight decay, clamp low, clamp
+// high (NaN: no clamp). stats as in lars_step, with |u| for the direction norm.
+template <typename T>
+void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *const *exp_avgs,
+               void *const *exp_avg_sqs, const int64_t *numels, const uint8_t *adapted,
+               const double *values, int64_t threads, double *stats) {
+  using C = typename Compute<T>::type;
+  const C lr = C(values[0]), bias_correction1 = C(values[1]), bias_correction2 = C(values[2]);
+  const C beta1 = C(values[3]), beta2 = C(values[4]), eps = C(values[5]), wd = C(values[6]);
+  const C one_minus_beta1 = C(1.0 - values[3]), one_minus_beta2 = C(1.0 - values[4]);
+  const double clamp_low = values[7], clamp_high = values[8];
+  for (int64_t k = 0; k < layers; ++k) {
+    T *w = static_cast<T *>(weights[k]);
+    const T *g = static_cast<const T *>(grads[k]);
+    T *m = static_cast<T *>(exp_avgs[k]);
+    T *v = static_cast<T *>(exp_avg_sqs[k]);
+    const int64_t n = numels[k];
+    const bool parallel = n >= kParallelMin;
+    if (!adapted[k]) {
+#pragma omp parallel for simd num_threads(int(threads)) if (parallel)
+      for (int64_t i = 0; i < n; ++i) {
+        const C gi = load(g, i);
+        store(m, i, rounded<T, C>(beta1 * load(m, i)) + rounded<T, C>(one_minus_beta1 * gi));
+        const C g2 = rounded<T, C>(rounded<T, C>(one_minus_beta2 * gi) * gi);
+        store(v, i, rounded<T, C>(beta2 * load(v, i)) + g2);
+        store(w, i, load(w, i) - rounded<T, C>(lr * adam_direction(m, v, i, bias_correction1, bias_correction2, eps)));
+      }
+      continue;
+    }
+    double weight_sq = 0.0, direction_sq = 0.0;
+#pragma omp parallel for simd reduction(+ : weight_sq, direction_sq) num_threads(int(threads)) \
+    if (parallel)
+    for (int64_t i = 0; i < n; ++i) {
+      const C gi = load(g, i), wi = load(w, i);
+      store(m, i, rounded<T, C>(beta1 * load(m, i)) + rounded<T, C>(one_minus_beta1 * gi));
+      const C g2 = rounded<T, C>(rounded<T, C>(one_minus_beta2 * gi) * gi);
+      store(v, i, rounded<T, C>(beta2 * load(v, i)) + g2);
+      const C u = rounded<T, C>(adam_direction(m, v, i, bias_correction1, bias_correction2, eps) + rounded<T, C>(wd * wi));
+      weight_sq += double(wi) * double(wi);
+      direction_sq += double(u) * double(u);
+    }
+    const C weight_norm = C(std::sqrt(weight_sq)), direction_norm = C(std::sqrt(direction_sq));
+    C r = weight_norm;
+    if (!std::isnan(clamp_high)) r = std::fmin(std::fmax(r, C(clamp_low)), C(clamp_high));
+    const C trust = (r > 0 && direction_norm > 0) ? C(r / direction_norm) : C(1);
+    stats[3 * k] = weight_norm;
+    stats[3 * k + 1] = direction_norm;
+    stats[3 * k + 2] = trust;
+    const C step = lr * trust;
+#pragma omp parallel for simd num_threads(int(threads)) if (parallel)
+    for (int64_t i = 0; i < n; ++i) {
+      const C wi = load(w, i);
+      const C u = rounded<T, C>(adam_direction(m, v, i, bias_correction1, bias_correction2, eps) + rounded<T, C>(wd * wi));
+      store(w, i, wi - rounded<T, C>(step * u));
+    }
+  }
+}
+
+}  // namespace
+
+#define TVLARS_EXPORT(SUFFIX, T)                                                                  \
+  extern "C" void tvlars_lars_##SUFFIX(int64_t layers, void *const *weights, void *const *grads,  \
+                                       void *const *buffers, const int64_t *numels,               \
+                                       const uint8_t *adapted, const double *values,              \
+                                       int64_t momentum, int64_t threads, double *stats) {        \
+    lars_step<T>(layers, weights, grads, buffers, numels, adapted, values, momentum, threads,     \
+                 stats);                                                                          \
+  }                                                                                               \
+  extern "C" void tvlars_lamb_##SUFFIX(int64_t layers, void *const *weights, void *const *grads,  \
+                                       void *const *exp_avgs, void *const *exp_avg_sqs,           \
+                                       const int64_t *numels, const uint8_t *adapted,             \
+                                       const double *values, int64_t threads, double *stats) {    \
+    lamb_step<T>(layers, weights, grads, exp_avgs, exp_avg_sqs, numels, adapted, values, threads, \
+                 stats);                                                                          \
+  }
+
+TVLARS_EXPORT(float32, float)
+TVLARS_EXPORT(float64, double)
+TVLARS_EXPORT(bfloat16, bf16)
