@@ -7,7 +7,7 @@ layout. Viewed as images of height 1 and stored channels-last, the same tensors 
 (N * L, C) matrix whose rows hold all channels of one position, the layout oneDNN and the
 channels-last batch-norm kernel are fastest on. For the MNIST-1D ResNet at batch 4096 on one
 thread a training step (forward and backward) takes about half the time it takes in (N, C, L)
-(``benchmarks/mnist1d_epoch_time.py``).
+(``benchmarks/signal_layout.py``).
 
 The modules subclass :class:`torch.nn.Conv1d` and :class:`torch.nn.BatchNorm1d`: their
 parameters, buffers, state_dict keys and shapes are those of the 1-D layers, weight
