@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from processes import free_port, join_as_torchrun_rank
 
 from tvlars.experiments.cell_run import (
     ERROR_FILE,
@@ -238,17 +239,7 @@ def test_a_barlow_twins_cell_pretrains_and_evaluates_when_pretrain_is_installed(
 
 
 def _torchrun_sweep_worker(rank: int, port: int, grid: str, out: str, cache: str) -> None:
-    import os
-
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        WORLD_SIZE="2",
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        TVLARS_CACHE=cache,
-        OMP_NUM_THREADS="1",
-    )
+    join_as_torchrun_rank(rank, port, TVLARS_CACHE=cache, OMP_NUM_THREADS="1")
     from tvlars.cli import main
 
     assert main(["sweep", grid, "--out", out, "--no-report"]) == 0
@@ -256,7 +247,6 @@ def _torchrun_sweep_worker(rank: int, port: int, grid: str, out: str, cache: str
 
 def test_under_torchrun_every_cell_is_trained_by_all_processes_together(tmp_path):
     import os
-    import socket
 
     import torch.multiprocessing as mp
 
@@ -266,20 +256,19 @@ def test_under_torchrun_every_cell_is_trained_by_all_processes_together(tmp_path
         '[base]\nnum_samples = 1000\nmodel = "mnist1d-cnn"\nepochs = 1\n'
     )
     out = tmp_path / "sweep"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    args = (port, str(grid), str(out), os.environ["TVLARS_CACHE"])
-    mp.start_processes(_torchrun_sweep_worker, args=args, nprocs=2, join=True, start_method="spawn")
+
+    def sweep_with_two_processes() -> None:
+        args = (free_port(), str(grid), str(out), os.environ["TVLARS_CACHE"])
+        mp.start_processes(
+            _torchrun_sweep_worker, args=args, nprocs=2, join=True, start_method="spawn"
+        )
+
+    sweep_with_two_processes()
     summaries = [json.loads(p.read_text()) for p in (out / "runs").glob("*/summary.json")]
     assert len(summaries) == 2
     assert all(summary["world_size"] == 2 for summary in summaries)
     assert json.loads((out / "sweep.json").read_text())["presets"][0]["name"] == "grid"
     # A second torchrun sweep finds every cell finished and trains nothing.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     before = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
-    args = (port, str(grid), str(out), os.environ["TVLARS_CACHE"])
-    mp.start_processes(_torchrun_sweep_worker, args=args, nprocs=2, join=True, start_method="spawn")
+    sweep_with_two_processes()
     assert {p: p.stat().st_mtime_ns for p in before} == before

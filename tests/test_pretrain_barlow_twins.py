@@ -4,11 +4,11 @@ the batch of several processes."""
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from processes import free_port
 from torch import nn
 
 from tvlars.pretrain.barlow_twins import barlow_twins_loss, cross_correlation
@@ -111,12 +111,6 @@ def _network_and_views():
     return network, x1, x2
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _worker(rank: int, port: int, out: str) -> None:
     import torch.distributed as dist
 
@@ -141,7 +135,7 @@ def test_two_gloo_processes_get_the_one_process_gradient_of_the_combined_batch(t
     loss = barlow_twins_loss(*network(x1, x2))
     loss.backward()
     mp.start_processes(
-        _worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
+        _worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
     )
     for rank in range(2):
         result = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)

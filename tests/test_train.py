@@ -6,11 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from processes import free_port, join_as_torchrun_rank
 
 from tvlars.cli import main
 from tvlars.data import DeviceBatches
@@ -191,21 +191,8 @@ def test_bad_flags_give_a_clear_error(tmp_path):
         main(["train", "--optimizer", "adam", "--out", str(tmp_path)])
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _worker(rank: int, port: int, config: RunConfig, cache: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        WORLD_SIZE="2",
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        TVLARS_CACHE=cache,
-    )
+    join_as_torchrun_rank(rank, port, TVLARS_CACHE=cache)
     torch.set_num_threads(1)
     train(config, progress=False)
 
@@ -216,7 +203,7 @@ def test_two_gloo_processes_reach_the_one_process_weights(tmp_path):
     train(config, progress=False)
     two = tiny(tmp_path / "two", epochs=1, schedule="none")
     mp.start_processes(
-        _worker, args=(_free_port(), two, cache), nprocs=2, join=True, start_method="spawn"
+        _worker, args=(free_port(), two, cache), nprocs=2, join=True, start_method="spawn"
     )
     one_process, two_processes = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
     for name in one_process:
