@@ -245,6 +245,27 @@ def test_claims_give_verdicts_from_the_evidence(sweep):
     assert claims["A higher learning rate gives higher accuracy"].verdict == UNTESTED
 
 
+LAMB_CLAIM = "LAMB is weak at small learning rates and large batches"
+
+
+def test_lamb_far_below_at_small_lrs_and_close_at_the_largest_holds(tmp_path):
+    for lr, lamb in ((15.0, 20.0), (17.0, 45.0), (19.0, 79.0)):
+        write_run(tmp_path, "WA-LARS", 16384, lr, 0, 80.0)
+        write_run(tmp_path, "WA-LAMB", 16384, lr, 0, lamb)
+    claims = {c.title: c for c in evaluate_claims(read_runs(tmp_path))}
+    assert claims[LAMB_CLAIM].verdict == HOLDS
+
+
+def test_lamb_far_below_at_every_lr_or_diverging_everywhere_holds_only_in_part(tmp_path):
+    for lr in (15.0, 17.0, 19.0):
+        write_run(tmp_path, "WA-LARS", 16384, lr, 0, 80.0)
+        write_run(tmp_path, "WA-LAMB", 16384, lr, 0, 9.5, diverged=True)
+    claim = {c.title: c for c in evaluate_claims(read_runs(tmp_path))}[LAMB_CLAIM]
+    assert claim.verdict == "holds in part"
+    assert any("weak at every LR" in c for c in claim.caveats)
+    assert any("every WA-LAMB run diverged" in c for c in claim.caveats)
+
+
 def test_a_one_seed_difference_under_three_points_is_noise(tmp_path):
     write_run(tmp_path, "WA-LARS", 1024, 4.0, 0, 70.0)
     write_run(tmp_path, "TVLARS", 1024, 4.0, 0, 72.5)
