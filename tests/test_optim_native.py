@@ -142,3 +142,17 @@ def test_the_built_library_is_cached_and_reused(tmp_path, monkeypatch):
         assert library.stat().st_mtime_ns == built
     finally:
         _native.kernels.cache_clear()
+
+
+@needs_native
+@pytest.mark.parametrize("make", [LARS, LAMB])
+def test_native_layer_stats_come_stacked_and_equal_their_lists(make):
+    params = with_grads([torch.randn(s, requires_grad=True) for s in SHAPES])
+    optimizer = make(params, fused="native")
+    optimizer.record_layer_stats = True
+    optimizer.step()
+    stats = optimizer.layer_stats
+    assert stats.stacked is not None and stats.stacked.shape == (len(stats.params), 3)
+    columns = [torch.stack(stats.weight_norm), torch.stack(stats.grad_norm),
+               torch.stack(stats.trust_ratio)]  # fmt: skip
+    torch.testing.assert_close(stats.stacked, torch.stack(columns, dim=1))

@@ -45,6 +45,8 @@ class LayerStatsCollector:
 
     def __init__(self) -> None:
         self.stats = LayerStats(params=[], weight_norm=[], grad_norm=[], trust_ratio=[], lr=[])
+        self._stacked_chunks: list[Tensor] = []
+        self._all_stacked = True
 
     def add(
         self,
@@ -54,11 +56,28 @@ class LayerStatsCollector:
         trust_ratios: Iterable[Tensor],
         lr: float,
     ) -> None:
+        """Layers whose values are separate 0-d tensors."""
+        self._all_stacked = False
+        self._extend(params, weight_norms, grad_norms, trust_ratios, lr)
+
+    def add_stacked(self, params: list[Tensor], values: Tensor, lr: float) -> None:
+        """Layers whose values are the rows of ``values`` (layers, 3): |w|, grad norm, trust."""
+        self._stacked_chunks.append(values)
+        weight_norms, grad_norms, trust_ratios = values.t().unbind(0)
+        self._extend(params, weight_norms.unbind(), grad_norms.unbind(), trust_ratios.unbind(), lr)
+
+    def _extend(self, params, weight_norms, grad_norms, trust_ratios, lr) -> None:
         self.stats.params.extend(params)
         self.stats.weight_norm.extend(weight_norms)
         self.stats.grad_norm.extend(grad_norms)
         self.stats.trust_ratio.extend(trust_ratios)
         self.stats.lr.extend([lr] * len(params))
+
+    def finish(self) -> LayerStats:
+        chunks = self._stacked_chunks
+        if self._all_stacked and chunks:
+            self.stats.stacked = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+        return self.stats
 
 
 class LayerwiseOptimizer(Optimizer):
@@ -165,7 +184,7 @@ class LayerwiseOptimizer(Optimizer):
                 self._update_group(group, params, grads, states, adapted, path, collector)
             group["step"] += 1
 
-        self.layer_stats = collector.stats if collector is not None else None
+        self.layer_stats = collector.finish() if collector is not None else None
         return loss
 
     def _init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:

@@ -120,17 +120,17 @@ class NativeKernels:
         return stats
 
 
-def layer_norms(
-    stats: Tensor, indices: Sequence[int], adapted: Sequence[bool], params: Sequence[Tensor]
-) -> dict[int, tuple[Tensor, Tensor, Tensor]]:
-    """``{group index: (|w|, direction norm, trust)}`` as 0-d tensors in the dtype the other
-    paths report them in, for the adapted layers among ``indices`` (rows of ``stats``)."""
+def report_stats(
+    collector, stats: Tensor, indices: Sequence[int], adapted: Sequence[bool], params, lr: float
+) -> None:
+    """Hand the adapted layers' rows of ``stats`` to telemetry (``collector``), in the dtype
+    the other paths report norms in."""
     rows = [row for row, i in enumerate(indices) if adapted[i]]
     if not rows:
-        return {}
+        return
     dtype = params[indices[0]].dtype
     values = stats[rows].to(dtype if dtype == torch.float64 else torch.float32)
-    return {indices[row]: tuple(values[k].unbind()) for k, row in enumerate(rows)}
+    collector.add_stacked([params[indices[row]] for row in rows], values, lr)
 
 
 def _pointers(tensors: Sequence[Tensor]):

@@ -30,3 +30,7 @@ class LayerStats:
     grad_norm: list[Tensor]
     trust_ratio: list[Tensor]
     lr: list[float]
+    #: The same three values as one (layers, 3) tensor, columns ``weight_norm``,
+    #: ``grad_norm``, ``trust_ratio``, when the step had them stacked; telemetry then reads
+    #: them with one kernel instead of stacking 3 x layers 0-d tensors.
+    stacked: Tensor | None = None

@@ -255,7 +255,7 @@ class LAMB(LayerwiseOptimizer):
                 for i in indices:
                     increment_version(params[i])
                 if collector is not None:
-                    norms.update(_native.layer_norms(stats, indices, adapted, params))
+                    _native.report_stats(collector, stats, indices, adapted, params, lr)
         elif path == FOREACH:
             foreach_over(excluded_idx, False)
             foreach_over(adapted_idx, True)

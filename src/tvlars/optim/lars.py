@@ -240,8 +240,7 @@ def lars_update_group(
             for i in indices:
                 increment_version(params[i])
             if collector is not None:
-                norms.update(_native.layer_norms(stats, indices, adapted, params))
-        _report(collector, params, adapted_idx, norms, lr)
+                _native.report_stats(collector, stats, indices, adapted, params, lr)
         return
 
     if path == FOREACH or path == FUSED:

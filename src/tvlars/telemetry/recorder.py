@@ -242,6 +242,11 @@ class LayerRecorder:
             if not self._checked_reported_layers:
                 self._checked_reported_layers = True
                 self._warn_unexpected_layers(stats.params)
+            if stats.stacked is not None and self._is_column_order(stats.params):
+                # The step's values are already one (layers, 3) tensor in column order.
+                self._write_stacked_row(stats.stacked, stats.lr)
+                self._finish_step()
+                return
             if self._is_column_order(stats.params):
                 # The usual case: the step reported exactly the recorded layers, in order.
                 weight, grad, trust, lr = (
@@ -351,6 +356,18 @@ class LayerRecorder:
         ]
         with torch.no_grad():
             weight_t, grad_t, trust_t = torch.stack(values).to(torch.float32).view(3, count)
+            self._write_values(weight_t, grad_t, trust_t, lr)
+
+    def _write_stacked_row(self, stacked: Tensor, lr: Sequence[Any]) -> None:
+        with torch.no_grad():
+            weight_t, grad_t, trust_t = stacked.to(self._buffer.device, torch.float32).unbind(1)
+            self._write_values(weight_t, grad_t, trust_t, lr)
+
+    def _write_values(
+        self, weight_t: Tensor, grad_t: Tensor, trust_t: Tensor, lr: Sequence[Any]
+    ) -> None:
+        device = self._buffer.device
+        with torch.no_grad():
             if any(isinstance(x, Tensor) for x in lr):
                 lr_t = torch.stack(
                     [x.to(device) if isinstance(x, Tensor) else torch.full_like(self._nan, x)
