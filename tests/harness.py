@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from tvlars.optim import _native
+
 # A conv kernel, a linear weight, a bias and a one-element scale: adapted and excluded
 # layers of every size class the optimizers treat differently.
 SHAPES: list[tuple[int, ...]] = [(3, 2, 3, 3), (5, 4), (4,), (1,)]
@@ -17,6 +19,8 @@ PATHS: dict[str, dict] = {
     "native": {"fused": "native"},  # the C++ kernels (what fused=True takes on CPU)
     "compiled": {"fused": "compile"},  # torch.compile (what fused=True takes on GPUs)
 }
+if _native.kernels() is None:  # no C++ compiler here: test_optim_native.py says so (skips)
+    del PATHS["native"]
 
 
 def initial_weights(shapes: Sequence[tuple[int, ...]] = SHAPES, seed: int = 0) -> list[np.ndarray]:

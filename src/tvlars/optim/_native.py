@@ -77,6 +77,7 @@ class NativeKernels:
         stats = torch.empty((count, 3), dtype=torch.float64)
         kernel = getattr(self._library, f"tvlars_lars_{_SUFFIX[params[0].dtype]}")
         buffer_pointers = buffers if buffers[0] is not None else params  # unused without momentum
+        _check_state(params, buffer_pointers)
         kernel(
             count,
             _pointers(params),
@@ -105,6 +106,8 @@ class NativeKernels:
         count = len(params)
         stats = torch.empty((count, 3), dtype=torch.float64)
         kernel = getattr(self._library, f"tvlars_lamb_{_SUFFIX[params[0].dtype]}")
+        _check_state(params, exp_avgs)
+        _check_state(params, exp_avg_sqs)
         kernel(
             count,
             _pointers(params),
@@ -131,6 +134,18 @@ def report_stats(
     dtype = params[indices[0]].dtype
     values = stats[rows].to(dtype if dtype == torch.float64 else torch.float32)
     collector.add_stacked([params[indices[row]] for row in rows], values, lr)
+
+
+def _check_state(params: Sequence[Tensor], states: Sequence[Tensor]) -> None:
+    """The kernels index every tensor of a layer alike: its state must match the parameter."""
+    for param, state in zip(params, states):
+        if state.dtype != param.dtype or state.shape != param.shape or not state.is_contiguous():
+            raise RuntimeError(
+                "native kernels: an optimizer state tensor does not match its parameter "
+                f"(dtype {state.dtype} vs {param.dtype}, shape {tuple(state.shape)} vs "
+                f"{tuple(param.shape)}, contiguous {state.is_contiguous()}); pass "
+                "fused='compile' or foreach=True"
+            )
 
 
 def _pointers(tensors: Sequence[Tensor]):
