@@ -156,3 +156,16 @@ def test_native_layer_stats_come_stacked_and_equal_their_lists(make):
     columns = [torch.stack(stats.weight_norm), torch.stack(stats.grad_norm),
                torch.stack(stats.trust_ratio)]  # fmt: skip
     torch.testing.assert_close(stats.stacked, torch.stack(columns, dim=1))
+
+
+@needs_native
+def test_state_that_does_not_match_its_parameter_is_refused_not_misread():
+    weight = torch.randn(4, 6, requires_grad=True)
+    weight.grad = torch.randn_like(weight)
+    optimizer = LARS([weight], fused="native")
+    optimizer.step()
+    # Same values, column-major memory: the kernel would read it in the wrong order.
+    buffer = optimizer.state[weight]["momentum_buffer"]
+    optimizer.state[weight]["momentum_buffer"] = buffer.t().contiguous().t()
+    with pytest.raises(RuntimeError, match="does not match its parameter"):
+        optimizer.step()
