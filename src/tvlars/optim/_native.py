@@ -46,7 +46,8 @@ _MOMENTUM_FORMS = {"none": 0, "heavy_ball": 1, "nesterov": 2}
 
 
 class NativeKernels:
-    """The loaded library: ``lars`` and ``lamb`` for one dtype of tensors."""
+    """The loaded library: ``lars`` and ``lamb`` steps over float32, float64 or bfloat16
+    tensors (one dtype per call)."""
 
     def __init__(self, library: ctypes.CDLL) -> None:
         self._library = library
@@ -177,14 +178,14 @@ def _compiler() -> str | None:
 
 
 def _cpu_identity() -> str:
+    """The CPU's model and instruction-set flags: the library is built with -march=native,
+    so a cache shared by different machines must not hand one's build to another."""
     try:
         with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith(("model name", "flags")):
-                    return line
+            lines = [line for line in info if line.startswith(("model name", "flags"))]
+        return "".join(dict.fromkeys(lines))  # one of each distinct line, in order
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
 
 
 def _build(compiler: str, target: Path) -> None:
