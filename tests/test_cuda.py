@@ -1,0 +1,113 @@
+"""The GPU checks: what only a CUDA device can show. Skipped where there is none.
+
+On a machine with a GPU: ``python -m pytest -q tests/test_cuda.py`` (a few minutes, most of
+it torch.compile building the triton kernels of the fused path once).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tvlars import LAMB, LARS, TVLARS
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+SHAPES = [(64, 32, 3, 3), (10, 64), (64,), (10,)]
+OPTIMIZERS = {
+    "lars": lambda params, **path: LARS(params, lr=0.7, **path),
+    "tvlars": lambda params, **path: TVLARS(params, lr=0.7, lmbda=0.3, **path),
+    "lamb": lambda params, **path: LAMB(params, lr=0.05, **path),
+}
+GPU_PATHS = {"foreach": {"foreach": True}, "fused": {"fused": True}, "default": {}}
+
+
+def run(name: str, device: str, steps: int = 3, **path) -> list[torch.Tensor]:
+    """Parameters after ``steps`` steps with seeded weights and gradients."""
+    generator = torch.Generator().manual_seed(0)
+    weights = [torch.randn(s, generator=generator) for s in SHAPES]
+    grads = [[torch.randn(s, generator=generator) for s in SHAPES] for _ in range(steps)]
+    params = [w.to(device).requires_grad_() for w in weights]
+    optimizer = OPTIMIZERS[name](params, **path)
+    for step_grads in grads:
+        for param, grad in zip(params, step_grads):
+            param.grad = grad.to(device)
+        optimizer.step()
+    return [p.detach().cpu() for p in params]
+
+
+@pytest.mark.parametrize("path", GPU_PATHS)
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_gpu_paths_give_the_cpu_reference_numbers(name, path):
+    expected = run(name, "cpu", foreach=False)
+    for ours, reference in zip(run(name, "cuda", **GPU_PATHS[path]), expected):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", GPU_PATHS)
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_gpu_steps_never_synchronize_with_the_host(name, path, tmp_path):
+    from tvlars.telemetry import LayerRecorder
+
+    params = [torch.randn(s, device="cuda", requires_grad=True) for s in SHAPES]
+    for param in params:
+        param.grad = torch.randn_like(param)
+    optimizer = OPTIMIZERS[name](params, **GPU_PATHS[path])
+    named = [(f"p{i}", p) for i, p in enumerate(params)]
+    recorder = LayerRecorder(optimizer, named, tmp_path / "layers.csv", capacity=8)
+    optimizer.step()  # allocates state and compiles outside the checked region
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            optimizer.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    recorder.close()
+    assert optimizer.param_groups[0]["step"] == 4
+
+
+@pytest.mark.parametrize("name", ["tvlars", "lamb"])
+def test_an_lr_changed_every_step_does_not_recompile_on_the_gpu(name):
+    params = [torch.randn(s, device="cuda", requires_grad=True) for s in SHAPES]
+    for param in params:
+        param.grad = torch.randn_like(param)
+    optimizer = OPTIMIZERS[name](params, fused=True)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
+    optimizer.step()
+    scheduler.step()
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for _ in range(4):
+            optimizer.step()
+            scheduler.step()
+
+
+def test_device_batches_live_on_the_gpu():
+    from tvlars.data import DeviceBatches
+
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (64,))
+    batches = DeviceBatches(
+        images, labels, micro_batch=16, device="cuda", padding=4, flip=True,
+        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+    )  # fmt: skip
+    seen = 0
+    for inputs, targets in batches.epoch(0):
+        assert inputs.is_cuda and targets.is_cuda
+        assert inputs.shape == (16, 3, 32, 32) and inputs.dtype == torch.float32
+        seen += len(targets)
+    assert seen == 64
+
+
+def test_a_tiny_training_run_on_the_gpu(tmp_path):
+    from tvlars.train import RunConfig, train
+
+    config = RunConfig(
+        dataset="mnist1d", num_samples=1000, model="mnist1d-resnet", batch_size=128,
+        epochs=2, warmup_epochs=1, delay_epochs=1, lr=1.0, out=str(tmp_path), device="cuda",
+    )  # fmt: skip
+    summary = train(config, progress=False)
+    assert summary["device"].startswith("cuda")
+    assert json.loads((tmp_path / "summary.json").read_text())["final_test_acc"] > 10.0
