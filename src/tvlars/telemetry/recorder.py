@@ -366,23 +366,23 @@ class LayerRecorder:
     def _write_values(
         self, weight_t: Tensor, grad_t: Tensor, trust_t: Tensor, lr: Sequence[Any]
     ) -> None:
+        """Fill the next buffer row from the three per-layer columns (callers hold no_grad)."""
         device = self._buffer.device
-        with torch.no_grad():
-            if any(isinstance(x, Tensor) for x in lr):
-                lr_t = torch.stack(
-                    [x.to(device) if isinstance(x, Tensor) else torch.full_like(self._nan, x)
-                     for x in lr]
-                )  # fmt: skip
-                step_t = trust_t * lr_t
-            elif all(x == lr[0] for x in lr):
-                # One LR for every layer (one param group): a kernel scalar, no transfer.
-                step_t = trust_t * lr[0]
-            else:
-                # Python floats as kernel scalars: building a tensor from them would be a
-                # host-to-device copy, which on CUDA waits for the queued work.
-                step_t = torch.stack(torch._foreach_mul(list(trust_t.unbind()), list(lr)))
-            row = torch.stack((weight_t, grad_t, weight_t / grad_t, trust_t, step_t), dim=1)
-            self._buffer[len(self._row_steps)].copy_(row)
+        if any(isinstance(x, Tensor) for x in lr):
+            lr_t = torch.stack(
+                [x.to(device) if isinstance(x, Tensor) else torch.full_like(self._nan, x)
+                 for x in lr]
+            )  # fmt: skip
+            step_t = trust_t * lr_t
+        elif all(x == lr[0] for x in lr):
+            # One LR for every layer (one param group): a kernel scalar, no transfer.
+            step_t = trust_t * lr[0]
+        else:
+            # Python floats as kernel scalars: building a tensor from them would be a
+            # host-to-device copy, which on CUDA waits for the queued work.
+            step_t = torch.stack(torch._foreach_mul(list(trust_t.unbind()), list(lr)))
+        row = torch.stack((weight_t, grad_t, weight_t / grad_t, trust_t, step_t), dim=1)
+        self._buffer[len(self._row_steps)].copy_(row)
 
     def _finish_step(self) -> None:
         if self._recording:
