@@ -5,10 +5,19 @@ of harness.PATHS in test_optim_arithmetic.py and test_optim_behaviour.py)."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
-from harness import SHAPES, assert_matches, run_optimizer, run_reference
-from reference import ReferenceLARS
+from harness import (
+    SHAPES,
+    assert_matches,
+    gradients,
+    initial_weights,
+    run_optimizer,
+    run_reference,
+)
+from reference import ReferenceLAMB, ReferenceLARS
 
 from tvlars import LAMB, LARS, TVLARS
 from tvlars.optim import _native
@@ -169,3 +178,104 @@ def test_state_that_does_not_match_its_parameter_is_refused_not_misread():
     optimizer.state[weight]["momentum_buffer"] = buffer.t().contiguous().t()
     with pytest.raises(RuntimeError, match="does not match its parameter"):
         optimizer.step()
+
+
+# Layers of at least 2**15 elements are split between threads (kParallelMin in the kernels);
+# odd sizes leave the last thread a short share, and a share of over 1 MiB per tensor is
+# updated in several blocks (kBlockBytes). Mixed with small layers, which go whole to one
+# thread each in turn, and with 1-D layers.
+SPLIT_SHAPES: list[tuple[int, ...]] = [
+    (257, 131), (3, 2, 3, 3), (70_001,), (64, 16, 3, 3), (5,), (1201, 500)
+]  # fmt: skip
+
+
+@pytest.fixture
+def threads():
+    """Sets torch's (and so the kernels') thread count for one test, then restores it."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@needs_native
+@pytest.mark.parametrize("thread_count", [1, 2, 3])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_layers_split_between_threads_match_the_reference(threads, thread_count, nesterov):
+    threads(thread_count)
+    ours, _ = run_optimizer(
+        lambda p: TVLARS(p, lr=0.6, lmbda=1e-2, nesterov=nesterov, fused="native"),
+        4, shapes=SPLIT_SHAPES,
+    )  # fmt: skip
+    expected = run_reference(
+        lambda shape: ReferenceLARS(lr=0.6, lmbda=1e-2, tv=True, nesterov=nesterov,
+                                    adapted=len(shape) > 1),
+        4, shapes=SPLIT_SHAPES,
+    )  # fmt: skip
+    assert_matches(ours, expected, rtol=1e-10)
+
+
+@needs_native
+@pytest.mark.parametrize("thread_count", [1, 2, 3])
+def test_lamb_layers_split_between_threads_match_the_reference(threads, thread_count):
+    threads(thread_count)
+    ours, _ = run_optimizer(lambda p: LAMB(p, lr=0.01, fused="native"), 4, shapes=SPLIT_SHAPES)
+    expected = run_reference(
+        lambda shape: ReferenceLAMB(lr=0.01, adapted=len(shape) > 1), 4, shapes=SPLIT_SHAPES
+    )
+    assert_matches(ours, expected, rtol=1e-10)
+
+
+@needs_native
+@pytest.mark.parametrize("make", [LARS, LAMB])
+def test_split_layers_give_the_same_bits_on_every_run(threads, make):
+    # The per-thread partial sums of a norm are added in a fixed order, not as threads finish.
+    threads(2)
+    runs = [
+        run_optimizer(lambda p: make(p, fused="native"), 5, torch.float32, shapes=SPLIT_SHAPES)[0]
+        for _ in range(3)
+    ]
+    for other in runs[1:]:
+        for first, again in zip(runs[0], other):
+            assert torch.equal(first, again)
+
+
+@needs_native
+def test_split_layer_norms_agree_with_one_thread(threads):
+    def layer_stats(thread_count):
+        threads(thread_count)
+        params = [torch.tensor(w, dtype=torch.float32, requires_grad=True)
+                  for w in initial_weights(SPLIT_SHAPES)]  # fmt: skip
+        for param, grad in zip(params, gradients(0, SPLIT_SHAPES)):
+            param.grad = torch.tensor(grad, dtype=torch.float32)
+        optimizer = LARS(params, fused="native")
+        optimizer.record_layer_stats = True
+        optimizer.step()
+        return optimizer.layer_stats.stacked
+
+    one, two = layer_stats(1), layer_stats(2)
+    assert one.shape == (4, 3)  # the four adapted layers: |w|, |g + wd*w|, trust
+    torch.testing.assert_close(two, one, rtol=1e-6, atol=0)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="the wrapper calls g++")
+def test_a_compiler_without_openmp_still_builds_kernels_that_match_the_reference(
+    tmp_path, monkeypatch
+):
+    # A wrapper that refuses -fopenmp, as a compiler without the OpenMP runtime does.
+    compiler = tmp_path / "cxx-without-openmp"
+    compiler.write_text(
+        '#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && exit 1; done\nexec g++ "$@"\n'
+    )
+    compiler.chmod(0o755)
+    monkeypatch.setenv("CXX", str(compiler))
+    monkeypatch.setenv("TVLARS_CACHE", str(tmp_path / "cache"))
+    _native.kernels.cache_clear()
+    try:
+        assert _native.kernels() is not None
+        ours, _ = run_optimizer(lambda p: LARS(p, lr=0.6, fused="native"), 3, shapes=SPLIT_SHAPES)
+        expected = run_reference(
+            lambda shape: ReferenceLARS(lr=0.6, adapted=len(shape) > 1), 3, shapes=SPLIT_SHAPES
+        )
+        assert_matches(ours, expected, rtol=1e-10)
+    finally:
+        _native.kernels.cache_clear()
