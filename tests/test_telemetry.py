@@ -169,6 +169,19 @@ def test_csv_has_the_header_and_one_row_per_step_and_layer(tmp_path):
     assert all(len(line.split(",")) == 7 for line in lines)
 
 
+def test_layer_names_with_commas_and_quotes_are_quoted_and_read_back(tmp_path):
+    model = make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    weight = dict(model.named_parameters())["0.weight"]
+    odd_names = ['head,"main" weight', "plain"]
+    named = [(odd_names[0], weight), (odd_names[1], dict(model.named_parameters())["2.weight"])]
+    with LayerRecorder(optimizer, named, tmp_path / "l.csv"):
+        train(model, optimizer, 2)
+    data = read_layers(tmp_path / "l.csv")
+    assert data["layer"].tolist() == odd_names * 2
+    assert np.isfinite(data["weight_norm"]).all()
+
+
 def test_a_buffer_smaller_than_the_run_flushes_several_times_and_keeps_every_row_in_order(
     tmp_path,
 ):

@@ -44,9 +44,10 @@ class LayerStatsCollector:
     """Accumulates the norms a step computed, in group order, into one ``LayerStats``."""
 
     def __init__(self) -> None:
-        self.stats = LayerStats(params=[], weight_norm=[], grad_norm=[], trust_ratio=[], lr=[])
-        self._stacked_chunks: list[Tensor] = []
-        self._all_stacked = True
+        self._params: list[Tensor] = []
+        self._lr: list[float] = []
+        # Per call: a (layers, 3) tensor, or the three sequences of 0-d tensors.
+        self._chunks: list[Tensor | tuple[list[Tensor], list[Tensor], list[Tensor]]] = []
 
     def add(
         self,
@@ -57,27 +58,29 @@ class LayerStatsCollector:
         lr: float,
     ) -> None:
         """Layers whose values are separate 0-d tensors."""
-        self._all_stacked = False
-        self._extend(params, weight_norms, grad_norms, trust_ratios, lr)
+        self._chunks.append((list(weight_norms), list(grad_norms), list(trust_ratios)))
+        self._extend(params, lr)
 
     def add_stacked(self, params: list[Tensor], values: Tensor, lr: float) -> None:
         """Layers whose values are the rows of ``values`` (layers, 3): |w|, grad norm, trust."""
-        self._stacked_chunks.append(values)
-        weight_norms, grad_norms, trust_ratios = values.t().unbind(0)
-        self._extend(params, weight_norms.unbind(), grad_norms.unbind(), trust_ratios.unbind(), lr)
+        self._chunks.append(values)
+        self._extend(params, lr)
 
-    def _extend(self, params, weight_norms, grad_norms, trust_ratios, lr) -> None:
-        self.stats.params.extend(params)
-        self.stats.weight_norm.extend(weight_norms)
-        self.stats.grad_norm.extend(grad_norms)
-        self.stats.trust_ratio.extend(trust_ratios)
-        self.stats.lr.extend([lr] * len(params))
+    def _extend(self, params: list[Tensor], lr: float) -> None:
+        self._params.extend(params)
+        self._lr.extend([lr] * len(params))
 
     def finish(self) -> LayerStats:
-        chunks = self._stacked_chunks
-        if self._all_stacked and chunks:
-            self.stats.stacked = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
-        return self.stats
+        chunks = self._chunks
+        if chunks and all(isinstance(chunk, Tensor) for chunk in chunks):
+            stacked = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+            return LayerStats(self._params, lr=self._lr, stacked=stacked)
+        columns: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
+        for chunk in chunks:
+            parts = chunk.t().unbind(0) if isinstance(chunk, Tensor) else chunk
+            for column, part in zip(columns, parts):
+                column.extend(part.unbind() if isinstance(part, Tensor) else part)
+        return LayerStats(self._params, *columns, lr=self._lr)
 
 
 class LayerwiseOptimizer(Optimizer):
@@ -160,7 +163,7 @@ class LayerwiseOptimizer(Optimizer):
                         "ratio needs the whole gradient's norm. Use a dense embedding "
                         "(sparse=False) or a sparse optimizer such as torch.optim.SparseAdam."
                     )
-                if torch.is_complex(param):
+                if param.dtype.is_complex:
                     raise RuntimeError(f"{type(self).__name__} does not support complex parameters")
                 state = self.state[param]
                 if not state:

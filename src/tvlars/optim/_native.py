@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.autograd.graph import increment_version
 
 from tvlars._cache_dir import resolve_cache_dir
 
@@ -72,10 +73,10 @@ class NativeKernels:
         """One LARS/TVLARS step over ``params`` (one dtype, contiguous CPU tensors).
 
         ``values``: lr, eta*scale, momentum, weight decay, excluded scale, norm clamp (NaN:
-        none). Returns a (layers, 3) float64 tensor of |w|, |g + wd*w| and the trust ratio
-        per layer (rows of excluded layers are unset)."""
+        none). Returns an (adapted layers, 3) float64 tensor: |w|, |g + wd*w| and the trust
+        ratio of each adapted layer, in order."""
         count = len(params)
-        stats = torch.empty((count, 3), dtype=torch.float64)
+        stats = torch.empty((sum(adapted), 3), dtype=torch.float64)
         kernel = getattr(self._library, f"tvlars_lars_{_SUFFIX[params[0].dtype]}")
         buffer_pointers = buffers if buffers[0] is not None else params  # unused without momentum
         _check_state(params, buffer_pointers)
@@ -105,7 +106,7 @@ class NativeKernels:
         """One LAMB step. ``values``: lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2, eps,
         weight decay, clamp low, clamp high (NaN: none). Returns stats as :meth:`lars`."""
         count = len(params)
-        stats = torch.empty((count, 3), dtype=torch.float64)
+        stats = torch.empty((sum(adapted), 3), dtype=torch.float64)
         kernel = getattr(self._library, f"tvlars_lamb_{_SUFFIX[params[0].dtype]}")
         _check_state(params, exp_avgs)
         _check_state(params, exp_avg_sqs)
@@ -127,20 +128,52 @@ class NativeKernels:
 def report_stats(
     collector, stats: Tensor, indices: Sequence[int], adapted: Sequence[bool], params, lr: float
 ) -> None:
-    """Hand the adapted layers' rows of ``stats`` to telemetry (``collector``), in the dtype
-    the other paths report norms in."""
-    rows = [row for row, i in enumerate(indices) if adapted[i]]
-    if not rows:
+    """Hand ``stats`` (one row per adapted layer among ``indices``) to telemetry
+    (``collector``), in the dtype the other paths report norms in."""
+    if not len(stats):
         return
     dtype = params[indices[0]].dtype
-    values = stats[rows].to(dtype if dtype == torch.float64 else torch.float32)
-    collector.add_stacked([params[indices[row]] for row in rows], values, lr)
+    values = stats if dtype == torch.float64 else stats.to(torch.float32)
+    collector.add_stacked([params[i] for i in indices if adapted[i]], values, lr)
+
+
+def bump_versions(tensors: Sequence[Tensor]) -> None:
+    """Tell autograd that the kernels changed ``tensors`` in place (they write through data
+    pointers, which torch cannot see), so that a tensor autograd saved is not reused
+    stale."""
+    _increment_versions(tensors)
+
+
+def _increment_versions_of_list(tensors: Sequence[Tensor]) -> None:
+    torch._C._increment_version(list(tensors))
+
+
+def _increment_versions_one_by_one(tensors: Sequence[Tensor]) -> None:
+    for tensor in tensors:
+        increment_version(tensor)
+
+
+def _list_increment_supported() -> bool:
+    """torch >= 2.5 bumps a whole list in one call; 2.4 takes one tensor at a time."""
+    probe = torch.zeros(1)
+    before = probe._version
+    try:
+        torch._C._increment_version([probe])
+    except (TypeError, RuntimeError, AttributeError):
+        return False
+    return probe._version == before + 1
+
+
+_increment_versions = (
+    _increment_versions_of_list if _list_increment_supported() else _increment_versions_one_by_one
+)
 
 
 def _check_state(params: Sequence[Tensor], states: Sequence[Tensor]) -> None:
     """The kernels index every tensor of a layer alike: its state must match the parameter."""
     for param, state in zip(params, states):
-        if state.dtype != param.dtype or state.shape != param.shape or not state.is_contiguous():
+        matches = state.dtype is param.dtype and state.shape == param.shape
+        if not (matches and state.is_contiguous()):
             raise RuntimeError(
                 "native kernels: an optimizer state tensor does not match its parameter "
                 f"(dtype {state.dtype} vs {param.dtype}, shape {tuple(state.shape)} vs "
@@ -167,7 +200,7 @@ def _doubles(values: Sequence[float]):
 
 def usable(tensors: Sequence[Tensor]) -> bool:
     """Whether the kernels can take these tensors: CPU, a supported dtype, contiguous."""
-    return all(t.device.type == "cpu" and t.dtype in _SUFFIX and t.is_contiguous() for t in tensors)
+    return all(t.is_cpu and t.dtype in _SUFFIX and t.is_contiguous() for t in tensors)
 
 
 def _compiler() -> str | None:

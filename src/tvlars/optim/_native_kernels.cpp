@@ -190,7 +190,8 @@ struct Partials {
 };
 
 // values: lr, eta*scale, momentum, weight decay, excluded scale, norm clamp (NaN: none).
-// stats: |w|, |g + wd*w|, trust for each adapted layer (left untouched for excluded ones).
+// stats: one row |w|, |g + wd*w|, trust per adapted layer, in layer order (excluded layers
+// have none, so telemetry takes the rows as they are).
 //
 // One parallel region for the whole group. A layer of at least kParallelMin elements is
 // split into one share per thread: each thread sums its share's squares, a barrier, each
@@ -222,13 +223,14 @@ void lars_step(int64_t layers, void *const *weights, void *const *grads, void *c
 #pragma omp parallel num_threads(int(threads))
   {
     const int part = thread_index(), parts = team_size();
-    int64_t small_layers = 0;
+    int64_t small_layers = 0, stats_row = -1;
     for (int64_t k = 0; k < layers; ++k) {
       T *w = static_cast<T *>(weights[k]);
       const T *g = static_cast<const T *>(grads[k]);
       T *buffer = static_cast<T *>(buffers[k]);
       const int64_t n = numels[k];
       const bool whole = n < kParallelMin || parts == 1;
+      stats_row += adapted[k] ? 1 : 0;
       if (whole && small_layers++ % parts != part) continue;  // another thread's turn
       const Share share = whole ? Share{0, n} : share_of(n, part, parts);
       if (!adapted[k]) {
@@ -248,7 +250,7 @@ void lars_step(int64_t layers, void *const *weights, void *const *grads, void *c
       }
       const std::array<C, 3> norms = trust_ratio(sums);
       if (whole || part == 0) {
-        for (int j = 0; j < 3; ++j) stats[3 * k + j] = norms[j];
+        for (int j = 0; j < 3; ++j) stats[3 * stats_row + j] = norms[j];
       }
       backwards_by_block<T>(share, [&](int64_t begin, int64_t end) {
         apply_update(w, g, buffer, begin, end, norms[2], wd, true, lr, mu, momentum);
@@ -287,7 +289,7 @@ void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *c
 #pragma omp parallel num_threads(int(threads))
   {
     const int part = thread_index(), parts = team_size();
-    int64_t small_layers = 0;
+    int64_t small_layers = 0, stats_row = -1;
     for (int64_t k = 0; k < layers; ++k) {
       T *w = static_cast<T *>(weights[k]);
       const T *g = static_cast<const T *>(grads[k]);
@@ -295,6 +297,7 @@ void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *c
       T *v = static_cast<T *>(exp_avg_sqs[k]);
       const int64_t n = numels[k];
       const bool whole = n < kParallelMin || parts == 1;
+      stats_row += adapted[k] ? 1 : 0;
       if (whole && small_layers++ % parts != part) continue;
       const Share share = whole ? Share{0, n} : share_of(n, part, parts);
       if (!adapted[k]) {
@@ -332,9 +335,9 @@ void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *c
       if (!std::isnan(clamp_high)) r = std::fmin(std::fmax(r, C(clamp_low)), C(clamp_high));
       const C trust = (r > 0 && direction_norm > 0) ? C(r / direction_norm) : C(1);
       if (whole || part == 0) {
-        stats[3 * k] = weight_norm;
-        stats[3 * k + 1] = direction_norm;
-        stats[3 * k + 2] = trust;
+        stats[3 * stats_row] = weight_norm;
+        stats[3 * stats_row + 1] = direction_norm;
+        stats[3 * stats_row + 2] = trust;
       }
       const C step = lr * trust;
       backwards_by_block<T>(share, [&](int64_t begin, int64_t end) {

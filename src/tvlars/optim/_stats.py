@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import Tensor
 
 
-@dataclass
 class LayerStats:
     """Per-layer quantities of one optimizer step, kept as device tensors (no transfer).
 
@@ -23,14 +20,53 @@ class LayerStats:
       phi(t) and eta).
     - ``lr``: the param group's learning rate at that step; the layer's effective step
       size is ``lr * trust_ratio``.
+    - ``stacked``: the same three values as one (layers, 3) tensor, columns
+      ``weight_norm``, ``grad_norm``, ``trust_ratio``, when the step had them so (the
+      native kernels do); telemetry then reads them with one kernel.
+
+    The three lists are lists of 0-d tensors. A step that provides only ``stacked`` leaves
+    them to be made from it on first access, since splitting a tensor into 0-d views costs
+    more than the recorder's whole row.
     """
 
-    params: list[Tensor]
-    weight_norm: list[Tensor]
-    grad_norm: list[Tensor]
-    trust_ratio: list[Tensor]
-    lr: list[float]
-    #: The same three values as one (layers, 3) tensor, columns ``weight_norm``,
-    #: ``grad_norm``, ``trust_ratio``, when the step had them stacked; telemetry then reads
-    #: them with one kernel instead of stacking 3 x layers 0-d tensors.
-    stacked: Tensor | None = None
+    def __init__(
+        self,
+        params: list[Tensor],
+        weight_norm: list[Tensor] | None = None,
+        grad_norm: list[Tensor] | None = None,
+        trust_ratio: list[Tensor] | None = None,
+        lr: list[float] | None = None,
+        stacked: Tensor | None = None,
+    ) -> None:
+        lists = (weight_norm, grad_norm, trust_ratio)
+        if stacked is None and any(values is None for values in lists):
+            raise ValueError("LayerStats needs weight_norm, grad_norm and trust_ratio, or stacked")
+        self.params = params
+        self.lr = [] if lr is None else lr
+        self.stacked = stacked
+        self._lists = None if any(values is None for values in lists) else lists
+
+    def _columns(self) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        if self._lists is None:
+            weight_norms, grad_norms, trust_ratios = self.stacked.t().unbind(0)
+            self._lists = (
+                list(weight_norms.unbind()),
+                list(grad_norms.unbind()),
+                list(trust_ratios.unbind()),
+            )
+        return self._lists
+
+    @property
+    def weight_norm(self) -> list[Tensor]:
+        return self._columns()[0]
+
+    @property
+    def grad_norm(self) -> list[Tensor]:
+        return self._columns()[1]
+
+    @property
+    def trust_ratio(self) -> list[Tensor]:
+        return self._columns()[2]
+
+    def __repr__(self) -> str:
+        return f"LayerStats({len(self.params)} layers, stacked={self.stacked is not None})"

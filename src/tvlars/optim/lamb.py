@@ -252,8 +252,7 @@ class LAMB(LayerwiseOptimizer):
                     [adapted[i] for i in indices],
                     (*values, *clamp),
                 )
-                for i in indices:
-                    increment_version(params[i])
+                _native.bump_versions([params[i] for i in indices])
                 if collector is not None:
                     _native.report_stats(collector, stats, indices, adapted, params, lr)
         elif path == FOREACH:

@@ -237,8 +237,7 @@ def lars_update_group(
                 values,
                 form,
             )
-            for i in indices:
-                increment_version(params[i])
+            _native.bump_versions([params[i] for i in indices])
             if collector is not None:
                 _native.report_stats(collector, stats, indices, adapted, params, lr)
         return
