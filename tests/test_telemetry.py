@@ -529,6 +529,41 @@ def test_lamb_rows_are_its_layer_stats_with_trust_weight_over_direction_norm(tmp
 
 
 @needs_optimizers
+def test_an_lr_changed_every_step_gives_each_rows_step_size_its_own_lr(tmp_path):
+    model = make_model()
+    optimizer = TVLARS(model.parameters(), lr=1.0, eta=0.01, lmbda=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
+    recorder = LayerRecorder(optimizer, model, tmp_path / "l.csv", capacity=2)
+    captured = capture_layer_stats(optimizer)
+    for _ in range(5):
+        train(model, optimizer, 1)
+        scheduler.step()
+    recorder.close()
+    data = read_layers(tmp_path / "l.csv")
+    assert_rows_match_layer_stats(recorder, data, captured, model)
+    for step in range(5):
+        at, lr = data["step"] == step, 0.5**step
+        np.testing.assert_allclose(data["step_size"][at], lr * data["trust_ratio"][at], rtol=1e-6)
+
+
+@needs_optimizers
+def test_rows_of_steps_on_different_paths_keep_their_step_order(tmp_path):
+    # The native path hands the recorder one stacked tensor per step, kept until the
+    # flush; the multi-tensor path hands 0-d tensors, written at once.
+    model = make_model()
+    optimizer = LARS(model.parameters(), lr=0.5, eta=0.01)
+    recorder = LayerRecorder(optimizer, model, tmp_path / "l.csv", capacity=4)
+    captured = capture_layer_stats(optimizer)
+    for foreach in (None, True, None, True, True, None):
+        optimizer.param_groups[0]["foreach"] = foreach
+        train(model, optimizer, 1)
+    recorder.close()
+    data = read_layers(tmp_path / "l.csv")
+    assert data["step"].tolist() == [s for s in range(6) for _ in WEIGHTS]
+    assert_rows_match_layer_stats(recorder, data, captured, model)
+
+
+@needs_optimizers
 def test_param_groups_with_their_own_lr_give_each_layer_its_own_step_size(tmp_path):
     model = make_model()
     groups = [

@@ -159,6 +159,9 @@ class LayerRecorder:
         self._nan = torch.full((), math.nan, dtype=torch.float32, device=device)
         self._one = torch.ones((), dtype=torch.float32, device=device)
         self._row_steps: list[int] = []
+        # Rows given as one (layers, 3) tensor each are kept as they are, with their
+        # buffer row and LRs, and written into the buffer together at the next flush.
+        self._stacked_rows: list[tuple[int, Tensor, Sequence[Any]]] = []
         self._recording = False
         self._closed = False
         self._checked_reported_layers = False
@@ -367,14 +370,43 @@ class LayerRecorder:
             self._write_values(weight_t, grad_t, trust_t, lr)
 
     def _write_stacked_row(self, stacked: Tensor, lr: Sequence[Any]) -> None:
+        # Nothing to compute per step: the step's tensor is fresh (the optimizer does not
+        # write into it again), so keeping a reference is as good as a copy.
+        self._stacked_rows.append((len(self._row_steps), stacked, lr))
+
+    def _fill_stacked_rows(self) -> None:
+        """Write the kept (layers, 3) rows into the buffer, a few kernels for all of them."""
+        rows, self._stacked_rows = self._stacked_rows, []
+        if not rows:
+            return
+        device = self._buffer.device
         with torch.no_grad():
-            weight_t, grad_t, trust_t = stacked.to(self._buffer.device, torch.float32).unbind(1)
-            self._write_values(weight_t, grad_t, trust_t, lr)
+            if any(isinstance(x, Tensor) for _, _, lr in rows for x in lr):
+                for index, stacked, lr in rows:  # LRs held in tensors: row by row
+                    weight_t, grad_t, trust_t = stacked.to(device, torch.float32).unbind(1)
+                    self._write_values(weight_t, grad_t, trust_t, lr, index)
+                return
+            values = torch.stack([stacked.to(device, torch.float32) for _, stacked, _ in rows])
+            weight_t, grad_t, trust_t = values.unbind(2)
+            # At flush time a host-to-device copy of the LRs costs nothing extra: the
+            # buffer is about to be read back anyway.
+            lr_t = torch.tensor([lr for _, _, lr in rows], dtype=torch.float32, device=device)
+            filled = torch.stack(
+                (weight_t, grad_t, weight_t / grad_t, trust_t, trust_t * lr_t), dim=2
+            )
+            indices = torch.tensor([index for index, _, _ in rows], device=device)
+            self._buffer.index_copy_(0, indices, filled)
 
     def _write_values(
-        self, weight_t: Tensor, grad_t: Tensor, trust_t: Tensor, lr: Sequence[Any]
+        self,
+        weight_t: Tensor,
+        grad_t: Tensor,
+        trust_t: Tensor,
+        lr: Sequence[Any],
+        index: int | None = None,
     ) -> None:
-        """Fill the next buffer row from the three per-layer columns (callers hold no_grad)."""
+        """Fill buffer row ``index`` (default: the next) from the three per-layer columns
+        (callers hold no_grad)."""
         device = self._buffer.device
         if any(isinstance(x, Tensor) for x in lr):
             lr_t = torch.stack(
@@ -390,7 +422,7 @@ class LayerRecorder:
             # host-to-device copy, which on CUDA waits for the queued work.
             step_t = torch.stack(torch._foreach_mul(list(trust_t.unbind()), list(lr)))
         row = torch.stack((weight_t, grad_t, weight_t / grad_t, trust_t, step_t), dim=1)
-        self._buffer[len(self._row_steps)].copy_(row)
+        self._buffer[len(self._row_steps) if index is None else index].copy_(row)
 
     def _finish_step(self) -> None:
         if self._recording:
@@ -431,6 +463,7 @@ class LayerRecorder:
         count = len(self._row_steps)
         if count == 0:
             return
+        self._fill_stacked_rows()
         values = self._buffer[:count].cpu().numpy().astype(np.float64)
         steps = self._row_steps
         self._row_steps = []
