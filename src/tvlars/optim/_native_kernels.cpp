@@ -168,35 +168,83 @@ void lars_square_sums(const T *w, const T *g, Share share, typename Compute<T>::
   sums[1] = direction_sq;
 }
 
-// The per-thread sums of a layer (threads x 2), added in thread order: the same total on
-// every thread and in every run with the same thread count.
-inline void add_partials(const double *partials, int parts, double *total) {
-  total[0] = total[1] = 0.0;
-  for (int part = 0; part < parts; ++part) {
-    total[0] += partials[2 * part];
-    total[1] += partials[2 * part + 1];
-  }
-}
-
 // Scratch for the per-thread partial sums: one row per layer, so that no thread overwrites
 // a row another thread has yet to read (saves a second barrier per layer).
 struct Partials {
   explicit Partials(int64_t layers, int64_t threads)
       : stride(2 * threads), data(new double[size_t(layers * stride)]) {}
   ~Partials() { delete[] data; }
+  Partials(const Partials &) = delete;
+  Partials &operator=(const Partials &) = delete;
   double *row(int64_t layer) { return data + layer * stride; }
   int64_t stride;
   double *data;
 };
 
+// What one thread does of one layer.
+struct Work {
+  int64_t layer;
+  Share share;
+  bool split;         // the layer is shared between all threads (else this thread does it all)
+  int part, parts;    // this thread's index, the team's size
+  int64_t stats_row;  // the layer's row of stats if it is adapted
+};
+
+// Runs body(work) for every layer this thread takes part in, inside one parallel region for
+// the whole group. A layer of at least kParallelMin elements is split into one share per
+// thread; smaller layers go whole to one thread each, in turn, with no barrier. The body of
+// a split, adapted layer must call layer_square_sums (which holds a barrier) on every thread.
+template <typename Body>
+void for_each_share(int64_t layers, const int64_t *numels, const uint8_t *adapted,
+                    int64_t threads, Body body) {
+#pragma omp parallel num_threads(int(threads))
+  {
+    const int part = thread_index(), parts = team_size();
+    int64_t small_layers = 0, stats_row = -1;
+    for (int64_t k = 0; k < layers; ++k) {
+      const int64_t n = numels[k];
+      const bool split = n >= kParallelMin && parts > 1;
+      stats_row += adapted[k] ? 1 : 0;
+      if (!split && small_layers++ % parts != part) continue;  // another thread's turn
+      body(Work{k, split ? share_of(n, part, parts) : Share{0, n}, split, part, parts, stats_row});
+    }
+  }
+}
+
+// A layer's square sums from this thread's share's sums: the same total on every thread,
+// and in every run with the same thread count, as the partial sums are added in thread
+// order (not in the order threads finish, as an OpenMP reduction may).
+inline void layer_square_sums(Partials &partials, const Work &work, const double *share_sums,
+                              double *sums) {
+  if (!work.split) {
+    sums[0] = share_sums[0];
+    sums[1] = share_sums[1];
+    return;
+  }
+  double *row = partials.row(work.layer);
+  row[2 * work.part] = share_sums[0];
+  row[2 * work.part + 1] = share_sums[1];
+#pragma omp barrier
+  sums[0] = sums[1] = 0.0;
+  for (int part = 0; part < work.parts; ++part) {
+    sums[0] += row[2 * part];
+    sums[1] += row[2 * part + 1];
+  }
+}
+
+// Writes a layer's |w|, direction norm and trust ratio (once, by one thread).
+template <typename C>
+inline void write_stats(const Work &work, C weight_norm, C direction_norm, C trust,
+                        double *stats) {
+  if (work.split && work.part != 0) return;
+  stats[3 * work.stats_row] = weight_norm;
+  stats[3 * work.stats_row + 1] = direction_norm;
+  stats[3 * work.stats_row + 2] = trust;
+}
+
 // values: lr, eta*scale, momentum, weight decay, excluded scale, norm clamp (NaN: none).
 // stats: one row |w|, |g + wd*w|, trust per adapted layer, in layer order (excluded layers
 // have none, so telemetry takes the rows as they are).
-//
-// One parallel region for the whole group. A layer of at least kParallelMin elements is
-// split into one share per thread: each thread sums its share's squares, a barrier, each
-// thread adds the partial sums in thread order (so all agree on the norms), then updates its
-// share. Smaller layers go whole to one thread each, in turn, with no barrier.
 template <typename T>
 void lars_step(int64_t layers, void *const *weights, void *const *grads, void *const *buffers,
                const int64_t *numels, const uint8_t *adapted, const double *values,
@@ -207,9 +255,21 @@ void lars_step(int64_t layers, void *const *weights, void *const *grads, void *c
   const double clamp = values[5];
   Partials partials(layers, threads);
 
-  // The trust ratio from the square sums, in the parameter's precision (float for bfloat16)
-  // as the reference paths compute it.
-  auto trust_ratio = [&](const double *sums) {
+  for_each_share(layers, numels, adapted, threads, [&](const Work &work) {
+    T *w = static_cast<T *>(weights[work.layer]);
+    const T *g = static_cast<const T *>(grads[work.layer]);
+    T *buffer = static_cast<T *>(buffers[work.layer]);
+    if (!adapted[work.layer]) {
+      backwards_by_block<T>(work.share, [&](int64_t begin, int64_t end) {
+        apply_update(w, g, buffer, begin, end, excluded_scale, wd, false, lr, mu, momentum);
+      });
+      return;
+    }
+    double share_sums[2], sums[2];
+    lars_square_sums(w, g, work.share, wd, share_sums);
+    layer_square_sums(partials, work, share_sums, sums);
+    // Norms and ratio in the parameter's precision (float for bfloat16), as the reference
+    // paths compute them.
     const C weight_norm = C(std::sqrt(sums[0])), direction_norm = C(std::sqrt(sums[1]));
     C w_used = weight_norm, d_used = direction_norm;
     if (!std::isnan(clamp)) {
@@ -217,59 +277,76 @@ void lars_step(int64_t layers, void *const *weights, void *const *grads, void *c
       d_used = std::fmin(d_used, C(clamp));
     }
     const C trust = (w_used > 0 && d_used > 0) ? C(C(coefficient * w_used) / d_used) : C(1);
-    return std::array<C, 3>{weight_norm, direction_norm, trust};
-  };
-
-#pragma omp parallel num_threads(int(threads))
-  {
-    const int part = thread_index(), parts = team_size();
-    int64_t small_layers = 0, stats_row = -1;
-    for (int64_t k = 0; k < layers; ++k) {
-      T *w = static_cast<T *>(weights[k]);
-      const T *g = static_cast<const T *>(grads[k]);
-      T *buffer = static_cast<T *>(buffers[k]);
-      const int64_t n = numels[k];
-      const bool whole = n < kParallelMin || parts == 1;
-      stats_row += adapted[k] ? 1 : 0;
-      if (whole && small_layers++ % parts != part) continue;  // another thread's turn
-      const Share share = whole ? Share{0, n} : share_of(n, part, parts);
-      if (!adapted[k]) {
-        backwards_by_block<T>(share, [&](int64_t begin, int64_t end) {
-          apply_update(w, g, buffer, begin, end, excluded_scale, wd, false, lr, mu, momentum);
-        });
-        continue;
-      }
-      double sums[2];
-      if (whole) {
-        lars_square_sums(w, g, share, wd, sums);
-      } else {
-        double *row = partials.row(k);
-        lars_square_sums(w, g, share, wd, row + 2 * part);
-#pragma omp barrier
-        add_partials(row, parts, sums);
-      }
-      const std::array<C, 3> norms = trust_ratio(sums);
-      if (whole || part == 0) {
-        for (int j = 0; j < 3; ++j) stats[3 * stats_row + j] = norms[j];
-      }
-      backwards_by_block<T>(share, [&](int64_t begin, int64_t end) {
-        apply_update(w, g, buffer, begin, end, norms[2], wd, true, lr, mu, momentum);
-      });
-    }
-  }
+    write_stats(work, weight_norm, direction_norm, trust, stats);
+    backwards_by_block<T>(work.share, [&](int64_t begin, int64_t end) {
+      apply_update(w, g, buffer, begin, end, trust, wd, true, lr, mu, momentum);
+    });
+  });
 }
+
+// LAMB's per-step constants. Passed by value into the loops below: copies the compiler
+// knows no store can alias, which keeps the loops vectorized.
+template <typename C> struct LambValues {
+  C lr, bias_correction1, bias_correction2, beta1, beta2, one_minus_beta1, one_minus_beta2;
+  C eps, wd;
+};
 
 // Adam's direction mh / (sqrt(vh) + eps) from the moments as stored, so that both passes of
 // lamb_step see the same values.
-template <typename T>
-inline typename Compute<T>::type adam_direction(const T *m, const T *v, int64_t i,
-                                                typename Compute<T>::type bias_correction1,
-                                                typename Compute<T>::type bias_correction2,
-                                                typename Compute<T>::type eps) {
-  using C = typename Compute<T>::type;
-  const C mh = rounded<T, C>(load(m, i) / bias_correction1);
-  const C vh = rounded<T, C>(std::sqrt(rounded<T, C>(load(v, i) / bias_correction2)));
-  return rounded<T, C>(mh / rounded<T, C>(vh + eps));
+template <typename T, typename C>
+inline C adam_direction(const T *m, const T *v, int64_t i, const LambValues<C> &h) {
+  const C mh = rounded<T, C>(load(m, i) / h.bias_correction1);
+  const C vh = rounded<T, C>(std::sqrt(rounded<T, C>(load(v, i) / h.bias_correction2)));
+  return rounded<T, C>(mh / rounded<T, C>(vh + h.eps));
+}
+
+// m <- beta1*m + (1 - beta1)*g and v <- beta2*v + (1 - beta2)*g*g, in place.
+template <typename T, typename C>
+inline void update_moments(const T *g, T *m, T *v, int64_t i, const LambValues<C> &h) {
+  const C gi = load(g, i);
+  store(m, i, rounded<T, C>(h.beta1 * load(m, i)) + rounded<T, C>(h.one_minus_beta1 * gi));
+  const C g2 = rounded<T, C>(rounded<T, C>(h.one_minus_beta2 * gi) * gi);
+  store(v, i, rounded<T, C>(h.beta2 * load(v, i)) + g2);
+}
+
+// An excluded layer in one pass: moments, then w <- w - lr * Adam direction.
+template <typename T, typename C>
+void lamb_excluded(T *w, const T *g, T *m, T *v, Share share, LambValues<C> h) {
+#pragma omp simd
+  for (int64_t i = share.begin; i < share.end; ++i) {
+    update_moments(g, m, v, i, h);
+    store(w, i, load(w, i) - rounded<T, C>(h.lr * adam_direction(m, v, i, h)));
+  }
+}
+
+// An adapted layer's first pass: moments, and the square sums of w and of the direction
+// u = Adam direction + wd*w.
+template <typename T, typename C>
+void lamb_moments_and_square_sums(const T *w, const T *g, T *m, T *v, Share share,
+                                  LambValues<C> h, double *sums) {
+  double weight_sq = 0.0, direction_sq = 0.0;
+#pragma omp simd reduction(+ : weight_sq, direction_sq)
+  for (int64_t i = share.begin; i < share.end; ++i) {
+    update_moments(g, m, v, i, h);
+    const C wi = load(w, i);
+    const C u = rounded<T, C>(adam_direction(m, v, i, h) + rounded<T, C>(h.wd * wi));
+    weight_sq += double(wi) * double(wi);
+    direction_sq += double(u) * double(u);
+  }
+  sums[0] = weight_sq;
+  sums[1] = direction_sq;
+}
+
+// An adapted layer's second pass: w <- w - step*u over [begin, end).
+template <typename T, typename C>
+void lamb_apply(T *w, const T *m, const T *v, int64_t begin, int64_t end, C step,
+                LambValues<C> h) {
+#pragma omp simd
+  for (int64_t i = begin; i < end; ++i) {
+    const C wi = load(w, i);
+    const C u = rounded<T, C>(adam_direction(m, v, i, h) + rounded<T, C>(h.wd * wi));
+    store(w, i, wi - rounded<T, C>(step * u));
+  }
 }
 
 // values: lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2, eps, weight decay, clamp low, clamp
@@ -280,76 +357,34 @@ void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *c
                void *const *exp_avg_sqs, const int64_t *numels, const uint8_t *adapted,
                const double *values, int64_t threads, double *stats) {
   using C = typename Compute<T>::type;
-  const C lr = C(values[0]), bias_correction1 = C(values[1]), bias_correction2 = C(values[2]);
-  const C beta1 = C(values[3]), beta2 = C(values[4]), eps = C(values[5]), wd = C(values[6]);
-  const C one_minus_beta1 = C(1.0 - values[3]), one_minus_beta2 = C(1.0 - values[4]);
+  const LambValues<C> h{C(values[0]), C(values[1]),       C(values[2]),
+                        C(values[3]), C(values[4]),       C(1.0 - values[3]),
+                        C(1.0 - values[4]), C(values[5]), C(values[6])};
   const double clamp_low = values[7], clamp_high = values[8];
   Partials partials(layers, threads);
 
-#pragma omp parallel num_threads(int(threads))
-  {
-    const int part = thread_index(), parts = team_size();
-    int64_t small_layers = 0, stats_row = -1;
-    for (int64_t k = 0; k < layers; ++k) {
-      T *w = static_cast<T *>(weights[k]);
-      const T *g = static_cast<const T *>(grads[k]);
-      T *m = static_cast<T *>(exp_avgs[k]);
-      T *v = static_cast<T *>(exp_avg_sqs[k]);
-      const int64_t n = numels[k];
-      const bool whole = n < kParallelMin || parts == 1;
-      stats_row += adapted[k] ? 1 : 0;
-      if (whole && small_layers++ % parts != part) continue;
-      const Share share = whole ? Share{0, n} : share_of(n, part, parts);
-      if (!adapted[k]) {
-#pragma omp simd
-        for (int64_t i = share.begin; i < share.end; ++i) {
-          const C gi = load(g, i);
-          store(m, i, rounded<T, C>(beta1 * load(m, i)) + rounded<T, C>(one_minus_beta1 * gi));
-          const C g2 = rounded<T, C>(rounded<T, C>(one_minus_beta2 * gi) * gi);
-          store(v, i, rounded<T, C>(beta2 * load(v, i)) + g2);
-          store(w, i, load(w, i) - rounded<T, C>(lr * adam_direction(m, v, i, bias_correction1, bias_correction2, eps)));
-        }
-        continue;
-      }
-      double weight_sq = 0.0, direction_sq = 0.0;
-#pragma omp simd reduction(+ : weight_sq, direction_sq)
-      for (int64_t i = share.begin; i < share.end; ++i) {
-        const C gi = load(g, i), wi = load(w, i);
-        store(m, i, rounded<T, C>(beta1 * load(m, i)) + rounded<T, C>(one_minus_beta1 * gi));
-        const C g2 = rounded<T, C>(rounded<T, C>(one_minus_beta2 * gi) * gi);
-        store(v, i, rounded<T, C>(beta2 * load(v, i)) + g2);
-        const C u = rounded<T, C>(adam_direction(m, v, i, bias_correction1, bias_correction2, eps) + rounded<T, C>(wd * wi));
-        weight_sq += double(wi) * double(wi);
-        direction_sq += double(u) * double(u);
-      }
-      double sums[2] = {weight_sq, direction_sq};
-      if (!whole) {
-        double *row = partials.row(k);
-        row[2 * part] = weight_sq;
-        row[2 * part + 1] = direction_sq;
-#pragma omp barrier
-        add_partials(row, parts, sums);
-      }
-      const C weight_norm = C(std::sqrt(sums[0])), direction_norm = C(std::sqrt(sums[1]));
-      C r = weight_norm;
-      if (!std::isnan(clamp_high)) r = std::fmin(std::fmax(r, C(clamp_low)), C(clamp_high));
-      const C trust = (r > 0 && direction_norm > 0) ? C(r / direction_norm) : C(1);
-      if (whole || part == 0) {
-        stats[3 * stats_row] = weight_norm;
-        stats[3 * stats_row + 1] = direction_norm;
-        stats[3 * stats_row + 2] = trust;
-      }
-      const C step = lr * trust;
-      backwards_by_block<T>(share, [&](int64_t begin, int64_t end) {
-#pragma omp simd
-        for (int64_t i = begin; i < end; ++i) {
-          const C wi = load(w, i);
-          const C u = rounded<T, C>(adam_direction(m, v, i, bias_correction1, bias_correction2, eps) + rounded<T, C>(wd * wi));
-          store(w, i, wi - rounded<T, C>(step * u));
-        }
-      });
+  for_each_share(layers, numels, adapted, threads, [&](const Work &work) {
+    T *w = static_cast<T *>(weights[work.layer]);
+    const T *g = static_cast<const T *>(grads[work.layer]);
+    T *m = static_cast<T *>(exp_avgs[work.layer]);
+    T *v = static_cast<T *>(exp_avg_sqs[work.layer]);
+    if (!adapted[work.layer]) {
+      lamb_excluded(w, g, m, v, work.share, h);
+      return;
     }
-  }
+    double share_sums[2], sums[2];
+    lamb_moments_and_square_sums(w, g, m, v, work.share, h, share_sums);
+    layer_square_sums(partials, work, share_sums, sums);
+    const C weight_norm = C(std::sqrt(sums[0])), direction_norm = C(std::sqrt(sums[1]));
+    C r = weight_norm;
+    if (!std::isnan(clamp_high)) r = std::fmin(std::fmax(r, C(clamp_low)), C(clamp_high));
+    const C trust = (r > 0 && direction_norm > 0) ? C(r / direction_norm) : C(1);
+    write_stats(work, weight_norm, direction_norm, trust, stats);
+    const C step = h.lr * trust;
+    backwards_by_block<T>(work.share, [&](int64_t begin, int64_t end) {
+      lamb_apply(w, m, v, begin, end, step, h);
+    });
+  });
 }
 
 }  // namespace
