@@ -634,6 +634,19 @@ def source_revision() -> str:
     return commit + (" + uncommitted changes in src/" if dirty else "")
 
 
+def openmp_runtimes() -> str:
+    """The OpenMP runtime libraries loaded in this process (torch's and the native kernels':
+    one shared library means one thread pool)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "unknown (no /proc/self/maps)"
+    names = ("libgomp", "libiomp", "libomp")
+    libraries = sorted({line.split()[-1] for line in maps.splitlines()
+                        if any(name in line.rsplit("/", 1)[-1] for name in names)})  # fmt: skip
+    return ", ".join(libraries) if libraries else "none"
+
+
 def header_lines(
     args: argparse.Namespace, device: torch.device, peers_found: list[str], notes: list[str]
 ) -> list[str]:
@@ -651,6 +664,7 @@ def header_lines(
         f"Rounds {args.rounds} (one step per contender per round, order shuffled each "
         f"round) after {args.warmup} warm-up steps; float32; seed {args.seed}.",
         "Peers found: " + (", ".join(peers_found) if peers_found else "none"),
+        "OpenMP runtimes loaded (after building the contenders): " + openmp_runtimes(),
         f"Hyperparameters: LARS/TVLARS lr {LARS_HP['lr']}, momentum {LARS_HP['momentum']}, "
         f"wd {LARS_HP['weight_decay']}, trust coefficient {LARS_HP['trust']}; LAMB lr "
         f"{LAMB_HP['lr']}, betas {LAMB_HP['betas']}, eps {LAMB_HP['eps']}, wd "

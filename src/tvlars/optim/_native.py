@@ -9,6 +9,11 @@ host never waits on anything (CPU tensors only).
 
 :func:`kernels` returns ``None`` when no compiler works or ``TVLARS_NATIVE=0`` is set;
 callers then take the ``torch.compile`` or multi-tensor path.
+
+Threads: the kernels use as many OpenMP threads as ``torch.get_num_threads()``. The
+library links ``libgomp.so.1`` by its soname, so where torch's own libgomp is already
+loaded under that name (as in torch's Linux CPU wheels) both share one runtime and one
+thread pool; ``benchmarks/step_time.py`` prints which OpenMP runtimes a process has.
 """
 
 from __future__ import annotations
