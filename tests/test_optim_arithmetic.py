@@ -14,6 +14,8 @@ from tvlars import LAMB, LARS, TVLARS
 
 STEPS = 4
 LR_CHANGES = [1.0, 0.5, 2.0, 0.1]
+# Paths cheap enough to draw per hypothesis example (compiling is not).
+UNCOMPILED_PATHS = sorted(name for name in PATHS if name != "compiled")
 
 
 def adapted_by_default(shape: tuple[int, ...]) -> bool:
@@ -221,10 +223,10 @@ def test_bfloat16_parameters_stay_bfloat16_and_track_float32(path, case):
     delay_steps=st.integers(-3, 3),
     min_scale=st.floats(0.0, 0.5),
     nesterov=st.booleans(),
-    foreach=st.booleans(),
+    path=st.sampled_from(UNCOMPILED_PATHS),
 )
 def test_tvlars_matches_reference_for_any_hyperparameters(
-    lr, momentum, weight_decay, eta, lmbda, alpha, delay_steps, min_scale, nesterov, foreach
+    lr, momentum, weight_decay, eta, lmbda, alpha, delay_steps, min_scale, nesterov, path
 ):
     knobs = dict(
         lr=lr,
@@ -237,7 +239,7 @@ def test_tvlars_matches_reference_for_any_hyperparameters(
         min_scale=min_scale,
         nesterov=nesterov,
     )
-    ours, _ = run_optimizer(lambda p: TVLARS(p, foreach=foreach, **knobs), 3)
+    ours, _ = run_optimizer(lambda p: TVLARS(p, **PATHS[path], **knobs), 3)
     expected = run_reference(
         lambda shape: ReferenceLARS(tv=True, adapted=adapted_by_default(shape), **knobs), 3
     )
@@ -252,10 +254,10 @@ def test_tvlars_matches_reference_for_any_hyperparameters(
     eps=st.floats(1e-8, 1e-2),
     weight_decay=st.floats(0.0, 0.1),
     bias_correction=st.booleans(),
-    foreach=st.booleans(),
+    path=st.sampled_from(UNCOMPILED_PATHS),
 )
 def test_lamb_matches_reference_for_any_hyperparameters(
-    lr, beta1, beta2, eps, weight_decay, bias_correction, foreach
+    lr, beta1, beta2, eps, weight_decay, bias_correction, path
 ):
     ours, _ = run_optimizer(
         lambda p: LAMB(
@@ -265,7 +267,7 @@ def test_lamb_matches_reference_for_any_hyperparameters(
             eps=eps,
             weight_decay=weight_decay,
             bias_correction=bias_correction,
-            foreach=foreach,
+            **PATHS[path],
         ),
         3,
     )

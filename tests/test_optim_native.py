@@ -17,6 +17,8 @@ from harness import (
     run_optimizer,
     run_reference,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reference import ReferenceLAMB, ReferenceLARS
 
 from tvlars import LAMB, LARS, TVLARS
@@ -279,3 +281,40 @@ def test_a_compiler_without_openmp_still_builds_kernels_that_match_the_reference
         assert_matches(ours, expected, rtol=1e-10)
     finally:
         _native.kernels.cache_clear()
+
+
+@needs_native
+@settings(max_examples=30, deadline=None)
+@given(
+    layers=st.lists(
+        st.tuples(st.integers(1, 80_000), st.booleans()),  # (elements, adapted: 2-D)
+        min_size=1,
+        max_size=7,
+    ),
+    thread_count=st.integers(1, 3),
+    nesterov=st.booleans(),
+    use_lamb=st.booleans(),
+)
+def test_any_mix_of_layer_sizes_and_thread_counts_matches_the_reference(
+    layers, thread_count, nesterov, use_lamb
+):
+    # Sizes on both sides of the split threshold (2**15) and of the block size, adapted and
+    # excluded layers in any order: how the kernels share work must never change a value.
+    shapes = [(n, 1) if adapted else (n,) for n, adapted in layers]
+    if use_lamb:
+        make, reference = (
+            lambda p: LAMB(p, lr=0.01, fused="native"),
+            lambda shape: ReferenceLAMB(lr=0.01, adapted=len(shape) > 1),
+        )
+    else:
+        make, reference = (
+            lambda p: LARS(p, lr=0.6, nesterov=nesterov, fused="native"),
+            lambda shape: ReferenceLARS(lr=0.6, nesterov=nesterov, adapted=len(shape) > 1),
+        )
+    before = torch.get_num_threads()
+    torch.set_num_threads(thread_count)
+    try:
+        ours, _ = run_optimizer(make, 2, shapes=shapes)
+    finally:
+        torch.set_num_threads(before)
+    assert_matches(ours, run_reference(reference, 2, shapes=shapes), rtol=1e-10)
