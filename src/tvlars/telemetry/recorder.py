@@ -99,6 +99,9 @@ class LayerRecorder:
     on the device in a ``(capacity, num_layers, 5)`` float32 buffer and written when it is
     full, on :meth:`flush` and on :meth:`close`; host memory stays bounded by ``capacity``.
     Only those writes move data to the host (one transfer each); the step path does not.
+    A step that hands over its values as one ``(layers, 3)`` tensor (the native CPU
+    kernels do) costs the recorder only a reference to it: the flush fills the buffer rows
+    of all such steps at once, so up to ``capacity`` of those small tensors are held.
 
     Use as a context manager, or call :meth:`close`, which writes what is left and
     detaches the hooks. Attach at most one recorder to one of tvlars' optimizers.
