@@ -170,6 +170,31 @@ def test_native_layer_stats_come_stacked_and_equal_their_lists(make):
 
 
 @needs_native
+def test_a_group_of_mixed_dtypes_reports_each_layers_own_stats():
+    def make_params():
+        torch.manual_seed(0)
+        dtypes = (torch.float32, torch.float64, torch.float32, torch.float64)
+        params = [torch.randn(6, 5, dtype=dtype, requires_grad=True) for dtype in dtypes]
+        params.append(torch.randn(5, dtype=torch.float64, requires_grad=True))  # excluded
+        return with_grads(params)
+
+    def stats_by_layer(params, **path):
+        optimizer = LARS(params, **path)
+        optimizer.record_layer_stats = True
+        optimizer.step()
+        stats = optimizer.layer_stats
+        index = {id(p): i for i, p in enumerate(params)}
+        rows = zip(stats.params, stats.weight_norm, stats.grad_norm, stats.trust_ratio)
+        return {index[id(p)]: (float(w), float(g), float(t)) for p, w, g, t in rows}
+
+    native = stats_by_layer(make_params(), fused="native")
+    foreach = stats_by_layer(make_params(), foreach=True)
+    assert sorted(native) == [0, 1, 2, 3]
+    for layer, values in foreach.items():
+        assert native[layer] == pytest.approx(values, rel=1e-6)
+
+
+@needs_native
 def test_state_that_does_not_match_its_parameter_is_refused_not_misread():
     weight = torch.randn(4, 6, requires_grad=True)
     weight.grad = torch.randn_like(weight)

@@ -173,13 +173,16 @@ class LayerwiseOptimizer(Optimizer):
                 states.append(state)
                 adapted.append(is_adapted(param, group))
             if params:
-                adapted_numel = sum(p.numel() for p, a in zip(params, adapted) if a)
                 device = params[0].device
                 native_ok = (
                     wants_native(group["foreach"], group["fused"], device)
                     and _native.kernels() is not None
-                    and _native.usable(params)
-                    and _native.usable(grads)
+                    and _native.usable(params, grads)
+                )
+                # Only a group the native kernels cannot take needs its size (to decide
+                # whether compiling pays).
+                adapted_numel = (
+                    0 if native_ok else sum(p.numel() for p, a in zip(params, adapted) if a)
                 )
                 path = resolve_path(
                     group["foreach"], group["fused"], device, adapted_numel, native_ok

@@ -131,15 +131,14 @@ class NativeKernels:
 
 
 def report_stats(
-    collector, stats: Tensor, indices: Sequence[int], adapted: Sequence[bool], params, lr: float
+    collector, stats: Tensor, params: Sequence[Tensor], adapted: Sequence[bool], lr: float
 ) -> None:
-    """Hand ``stats`` (one row per adapted layer among ``indices``) to telemetry
-    (``collector``), in the dtype the other paths report norms in."""
+    """Hand ``stats`` (one row per adapted one of ``params``, as a kernel call returns
+    them) to telemetry (``collector``), in the dtype the other paths report norms in."""
     if not len(stats):
         return
-    dtype = params[indices[0]].dtype
-    values = stats if dtype == torch.float64 else stats.to(torch.float32)
-    collector.add_stacked([params[i] for i in indices if adapted[i]], values, lr)
+    values = stats if params[0].dtype == torch.float64 else stats.to(torch.float32)
+    collector.add_stacked([p for p, a in zip(params, adapted) if a], values, lr)
 
 
 def bump_versions(tensors: Sequence[Tensor]) -> None:
@@ -203,9 +202,22 @@ def _doubles(values: Sequence[float]):
     return (ctypes.c_double * len(values))(*values)
 
 
-def usable(tensors: Sequence[Tensor]) -> bool:
-    """Whether the kernels can take these tensors: CPU, a supported dtype, contiguous."""
-    return all(t.is_cpu and t.dtype in _SUFFIX and t.is_contiguous() for t in tensors)
+def usable(params: Sequence[Tensor], grads: Sequence[Tensor] = ()) -> bool:
+    """Whether the kernels can take these parameters and their gradients: CPU, a supported
+    dtype, contiguous."""
+    return all(t.is_cpu and t.dtype in _SUFFIX and t.is_contiguous() for t in (*params, *grads))
+
+
+def split_by_dtype(tensors: Sequence[Tensor]) -> list[list[int]]:
+    """Indices of ``tensors`` in one list per dtype (one kernel call each), in order; the
+    usual single-dtype group costs one pass."""
+    first = tensors[0].dtype
+    if all(t.dtype is first for t in tensors):
+        return [list(range(len(tensors)))]
+    buckets: dict[torch.dtype, list[int]] = {}
+    for index, tensor in enumerate(tensors):
+        buckets.setdefault(tensor.dtype, []).append(index)
+    return list(buckets.values())
 
 
 def _compiler() -> str | None:

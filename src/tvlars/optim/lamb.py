@@ -243,18 +243,14 @@ class LAMB(LayerwiseOptimizer):
         excluded_idx = [i for i, a in enumerate(adapted) if not a]
         if path == NATIVE:
             clamp = group["weight_norm_clamp"] or (math.nan, math.nan)
-            for indices in group_by_device_and_dtype(range(len(params)), params).values():
-                stats = _native.kernels().lamb(
-                    [params[i] for i in indices],
-                    [grads[i] for i in indices],
-                    [exp_avgs[i] for i in indices],
-                    [exp_avg_sqs[i] for i in indices],
-                    [adapted[i] for i in indices],
-                    (*values, *clamp),
-                )
-                _native.bump_versions([params[i] for i in indices])
+            for indices in _native.split_by_dtype(params):
+                lists = (params, grads, exp_avgs, exp_avg_sqs, adapted)
+                if len(indices) != len(params):
+                    lists = tuple([sequence[i] for i in indices] for sequence in lists)
+                stats = _native.kernels().lamb(*lists, (*values, *clamp))
+                _native.bump_versions(lists[0])
                 if collector is not None:
-                    _native.report_stats(collector, stats, indices, adapted, params, lr)
+                    _native.report_stats(collector, stats, lists[0], lists[4], lr)
         elif path == FOREACH:
             foreach_over(excluded_idx, False)
             foreach_over(adapted_idx, True)
