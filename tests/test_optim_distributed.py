@@ -68,3 +68,24 @@ def test_zero_redundancy_sharding_over_two_processes_matches_one_process(name, t
     assert sharded["steps"] == [STEPS]  # the consolidated state continues phi(t) correctly
     for ours, alone in zip(sharded["params"], params):
         torch.testing.assert_close(ours, alone.detach(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_sharded_dtensor_parameters_are_refused_with_the_way_out(name, monkeypatch):
+    tensor_module = pytest.importorskip("torch.distributed.tensor")  # public from torch 2.5
+    from torch.distributed.device_mesh import init_device_mesh
+
+    environment = dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    environment.update(WORLD_SIZE="1", RANK="0", LOCAL_RANK="0")
+    for variable, value in environment.items():  # restored after the test
+        monkeypatch.setenv(variable, value)
+    dist.init_process_group("gloo")
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        sharded = tensor_module.distribute_tensor(torch.randn(4, 4), mesh, [tensor_module.Shard(0)])
+        weight = torch.nn.Parameter(sharded)
+        optimizer_class, keywords = OPTIMIZERS[name]
+        with pytest.raises(ValueError, match="DTensor.*ZeroRedundancyOptimizer"):
+            optimizer_class([weight], **keywords)
+    finally:
+        dist.destroy_process_group()

@@ -40,6 +40,26 @@ def is_adapted(param: Tensor, group: Mapping[str, Any]) -> bool:
     return not (group.get("exclude_1d", True) and param.ndim <= 1)
 
 
+# Parameters that hold only a shard of a tensor, or several layers in one tensor.
+_SHARDED_TYPES = {
+    "DTensor": "a DTensor (FSDP2, tensor parallelism)",
+    "FlatParameter": "an FSDP flat parameter (several layers in one tensor)",
+}
+
+
+def refuse_sharded(param: Tensor, optimizer: str) -> None:
+    """Raise for parameters whose norm is not their layer's norm: a layer-wise trust ratio
+    needs each layer's whole weight and gradient in one tensor."""
+    kind = _SHARDED_TYPES.get(type(param).__name__)
+    if kind is not None:
+        raise ValueError(
+            f"{optimizer} got {kind}: its local values are not one whole layer, so the "
+            "layer-wise norms would be wrong. Shard the optimizer state by whole parameters "
+            "instead (DDP, or torch.distributed.optim.ZeroRedundancyOptimizer with "
+            f"optimizer_class={optimizer})"
+        )
+
+
 class LayerStatsCollector:
     """Accumulates the norms a step computed, in group order, into one ``LayerStats``."""
 
@@ -120,6 +140,8 @@ class LayerwiseOptimizer(Optimizer):
         current_step = self.param_groups[0]["step"] if self.param_groups else 0
         param_group.setdefault("step", current_step)
         super().add_param_group(param_group)
+        for param in param_group["params"]:
+            refuse_sharded(param, type(self).__name__)
         if param_group["adapt"] is not None and not isinstance(param_group["adapt"], bool):
             raise ValueError(
                 f"Invalid adapt: {param_group['adapt']!r} (must be True, False or None)"
