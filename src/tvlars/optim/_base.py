@@ -196,11 +196,9 @@ class LayerwiseOptimizer(Optimizer):
                 adapted.append(is_adapted(param, group))
             if params:
                 device = params[0].device
-                native_ok = (
-                    wants_native(group["foreach"], group["fused"], device)
-                    and _native.kernels() is not None
-                    and _native.usable(params, grads)
-                )
+                native_ok = wants_native(
+                    group["foreach"], group["fused"], device
+                ) and _native.available(params, grads)
                 # Only a group the native kernels cannot take needs its size (to decide
                 # whether compiling pays).
                 adapted_numel = (

@@ -208,16 +208,68 @@ def usable(params: Sequence[Tensor], grads: Sequence[Tensor] = ()) -> bool:
     return all(t.is_cpu and t.dtype in _SUFFIX and t.is_contiguous() for t in (*params, *grads))
 
 
-def split_by_dtype(tensors: Sequence[Tensor]) -> list[list[int]]:
-    """Indices of ``tensors`` in one list per dtype (one kernel call each), in order; the
-    usual single-dtype group costs one pass."""
-    first = tensors[0].dtype
-    if all(t.dtype is first for t in tensors):
-        return [list(range(len(tensors)))]
+def _by_dtype(params: Sequence[Tensor], *others: Sequence) -> list[tuple[Sequence, ...]]:
+    """``(params, *others)`` cut into one tuple of lists per dtype of ``params`` (one kernel
+    call each), in order; the usual single-dtype group is passed on without copying."""
+    first = params[0].dtype
+    if all(t.dtype is first for t in params):
+        return [(params, *others)]
     buckets: dict[torch.dtype, list[int]] = {}
-    for index, tensor in enumerate(tensors):
+    for index, tensor in enumerate(params):
         buckets.setdefault(tensor.dtype, []).append(index)
-    return list(buckets.values())
+    return [
+        tuple([sequence[i] for i in indices] for sequence in (params, *others))
+        for indices in buckets.values()
+    ]
+
+
+# The steps below are opaque to torch.compile (a ctypes call): a compiled training step
+# runs them eagerly, between its graphs, instead of tracing into the library loading.
+
+
+@torch.compiler.disable
+def available(params: Sequence[Tensor], grads: Sequence[Tensor]) -> bool:
+    """Whether the kernels exist here and can take this group."""
+    return kernels() is not None and usable(params, grads)
+
+
+@torch.compiler.disable
+def lars_group(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    buffers: Sequence[Tensor | None],
+    adapted: Sequence[bool],
+    values: Sequence[float],
+    momentum_form: str,
+    collector,
+    lr: float,
+) -> None:
+    """A LARS/TVLARS step of one param group (see :meth:`NativeKernels.lars`), telling
+    autograd about the in-place update and telemetry (``collector``) about the norms."""
+    for lists in _by_dtype(params, grads, buffers, adapted):
+        stats = kernels().lars(*lists, values, momentum_form)
+        bump_versions(lists[0])
+        if collector is not None:
+            report_stats(collector, stats, lists[0], lists[-1], lr)
+
+
+@torch.compiler.disable
+def lamb_group(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    exp_avgs: Sequence[Tensor],
+    exp_avg_sqs: Sequence[Tensor],
+    adapted: Sequence[bool],
+    values: Sequence[float],
+    collector,
+    lr: float,
+) -> None:
+    """A LAMB step of one param group (see :meth:`NativeKernels.lamb`), as :func:`lars_group`."""
+    for lists in _by_dtype(params, grads, exp_avgs, exp_avg_sqs, adapted):
+        stats = kernels().lamb(*lists, values)
+        bump_versions(lists[0])
+        if collector is not None:
+            report_stats(collector, stats, lists[0], lists[-1], lr)
 
 
 def _compiler() -> str | None:

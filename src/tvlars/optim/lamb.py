@@ -243,14 +243,9 @@ class LAMB(LayerwiseOptimizer):
         excluded_idx = [i for i, a in enumerate(adapted) if not a]
         if path == NATIVE:
             clamp = group["weight_norm_clamp"] or (math.nan, math.nan)
-            for indices in _native.split_by_dtype(params):
-                lists = (params, grads, exp_avgs, exp_avg_sqs, adapted)
-                if len(indices) != len(params):
-                    lists = tuple([sequence[i] for i in indices] for sequence in lists)
-                stats = _native.kernels().lamb(*lists, (*values, *clamp))
-                _native.bump_versions(lists[0])
-                if collector is not None:
-                    _native.report_stats(collector, stats, lists[0], lists[4], lr)
+            _native.lamb_group(
+                params, grads, exp_avgs, exp_avg_sqs, adapted, (*values, *clamp), collector, lr
+            )
         elif path == FOREACH:
             foreach_over(excluded_idx, False)
             foreach_over(adapted_idx, True)

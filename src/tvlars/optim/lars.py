@@ -228,14 +228,7 @@ def lars_update_group(
         clamp = math.nan if norm_clamp is None else norm_clamp
         values = (lr, eta * scale, momentum, weight_decay, excluded_scale, clamp)
         form = "none" if buffers[0] is None else "nesterov" if nesterov else "heavy_ball"
-        for indices in _native.split_by_dtype(params):
-            lists = (params, grads, buffers, adapted)
-            if len(indices) != len(params):
-                lists = tuple([sequence[i] for i in indices] for sequence in lists)
-            stats = _native.kernels().lars(*lists, values, form)
-            _native.bump_versions(lists[0])
-            if collector is not None:
-                _native.report_stats(collector, stats, lists[0], lists[3], lr)
+        _native.lars_group(params, grads, buffers, adapted, values, form, collector, lr)
         return
 
     if path == FOREACH or path == FUSED:
