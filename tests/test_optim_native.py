@@ -378,3 +378,55 @@ def test_a_compiled_training_step_runs_the_kernels_eagerly_and_matches_eager(mak
     # file checks there before the kernels were marked opaque to it).
     ours = ("_native.py", "_base.py", "lars.py", "lamb.py")
     assert not [w for w in caught if any(name in str(w.message) for name in ours)]
+
+
+@needs_native
+@pytest.mark.parametrize("make", [LARS, TVLARS, LAMB])
+def test_channels_last_convolution_weights_take_the_kernels_and_match_the_reference_path(
+    make, kernel_calls
+):
+    # model.to(memory_format=torch.channels_last) makes 4-D weights (and autograd their
+    # gradients) channels-last: dense, but not contiguous.
+    def run(channels_last):
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(8, 16, 3)
+        head = torch.nn.Linear(16, 4)
+        if channels_last:
+            conv = conv.to(memory_format=torch.channels_last)
+        params = [*conv.parameters(), *head.parameters()]
+        optimizer = make(params, **({} if channels_last else {"foreach": False}))
+        for step in range(3):
+            images = torch.randn(2, 8, 6, 6, generator=torch.Generator().manual_seed(step))
+            if channels_last:
+                images = images.to(memory_format=torch.channels_last)
+            head(conv(images).mean((2, 3))).square().sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        return conv.weight, [p.detach() for p in params]
+
+    weight, ours = run(channels_last=True)
+    _, reference = run(channels_last=False)
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert len(kernel_calls) == 3
+    for mine, expected in zip(ours, reference):
+        torch.testing.assert_close(mine, expected, rtol=1e-5, atol=1e-6)
+
+
+@needs_native
+def test_a_channels_last_weight_with_a_contiguous_gradient_falls_back_to_the_reference(
+    kernel_calls,
+):
+    def run(mixed_layouts):
+        weight = torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(0))
+        if mixed_layouts:
+            weight = weight.to(memory_format=torch.channels_last)
+        weight.requires_grad_()
+        optimizer = LARS([weight], lr=0.5, **({} if mixed_layouts else {"foreach": False}))
+        for step in range(2):
+            weight.grad = torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(step))
+            optimizer.step()
+        return weight.detach()
+
+    mixed = run(mixed_layouts=True)
+    assert kernel_calls == []  # the flat arrays would pair the wrong elements
+    torch.testing.assert_close(mixed, run(mixed_layouts=False), rtol=1e-6, atol=1e-7)

@@ -177,11 +177,11 @@ def _check_state(params: Sequence[Tensor], states: Sequence[Tensor]) -> None:
     """The kernels index every tensor of a layer alike: its state must match the parameter."""
     for param, state in zip(params, states):
         matches = state.dtype is param.dtype and state.shape == param.shape
-        if not (matches and state.is_contiguous()):
+        if not (matches and _same_dense_layout(param, state)):
             raise RuntimeError(
                 "native kernels: an optimizer state tensor does not match its parameter "
                 f"(dtype {state.dtype} vs {param.dtype}, shape {tuple(state.shape)} vs "
-                f"{tuple(param.shape)}, contiguous {state.is_contiguous()}); pass "
+                f"{tuple(param.shape)}, strides {state.stride()} vs {param.stride()}); pass "
                 "fused='compile' or foreach=True"
             )
 
@@ -202,10 +202,28 @@ def _doubles(values: Sequence[float]):
     return (ctypes.c_double * len(values))(*values)
 
 
-def usable(params: Sequence[Tensor], grads: Sequence[Tensor] = ()) -> bool:
-    """Whether the kernels can take these parameters and their gradients: CPU, a supported
-    dtype, contiguous."""
-    return all(t.is_cpu and t.dtype in _SUFFIX and t.is_contiguous() for t in (*params, *grads))
+def usable(params: Sequence[Tensor], grads: Sequence[Tensor]) -> bool:
+    """Whether the kernels can take these parameters and their gradients: CPU tensors of a
+    supported dtype, each dense in memory with its gradient laid out alike (see
+    :func:`_same_dense_layout`)."""
+    return all(
+        param.is_cpu and param.dtype in _SUFFIX and _same_dense_layout(param, grad)
+        for param, grad in zip(params, grads, strict=True)
+    )
+
+
+def _same_dense_layout(param: Tensor, other: Tensor) -> bool:
+    """Whether ``param`` fills its memory without gaps and ``other`` stores the same
+    elements in the same places: then the kernels, which read tensors as flat arrays, pair
+    each weight with its own gradient and state. Contiguous, or channels-last (what
+    ``model.to(memory_format=torch.channels_last)`` makes of convolution weights; autograd
+    and ``zeros_like`` keep that layout for gradients and state)."""
+    if param.is_contiguous():
+        return other.is_contiguous()
+    dense = (param.dim() == 4 and param.is_contiguous(memory_format=torch.channels_last)) or (
+        param.dim() == 5 and param.is_contiguous(memory_format=torch.channels_last_3d)
+    )
+    return dense and other.stride() == param.stride()
 
 
 def _by_dtype(params: Sequence[Tensor], *others: Sequence) -> list[tuple[Sequence, ...]]:

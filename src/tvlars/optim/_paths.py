@@ -52,9 +52,9 @@ def resolve_path(
     if fused == "native":
         if not native_ok:
             raise RuntimeError(
-                "fused='native' needs contiguous CPU tensors of float32, float64 or bfloat16 "
-                "and a working C++ compiler (see tvlars.optim._native); pass fused=True to "
-                "fall back to torch.compile"
+                "fused='native' needs CPU tensors of float32, float64 or bfloat16, contiguous "
+                "or channels-last with gradients laid out alike, and a working C++ compiler "
+                "(see tvlars.optim._native); pass fused=True to fall back to torch.compile"
             )
         return NATIVE
     if fused == "compile":
