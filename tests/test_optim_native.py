@@ -430,3 +430,16 @@ def test_a_channels_last_weight_with_a_contiguous_gradient_falls_back_to_the_ref
     mixed = run(mixed_layouts=True)
     assert kernel_calls == []  # the flat arrays would pair the wrong elements
     torch.testing.assert_close(mixed, run(mixed_layouts=False), rtol=1e-6, atol=1e-7)
+
+
+@needs_native
+def test_last_step_paths_name_each_groups_path_and_show_a_fallback():
+    weight = torch.randn(6, 5, requires_grad=True)
+    transposed = torch.randn(6, 5, requires_grad=True)
+    idle = torch.randn(3, requires_grad=True)  # never gets a gradient
+    optimizer = LARS([{"params": [weight]}, {"params": [transposed]}, {"params": [idle]}])
+    assert optimizer.last_step_paths == ()
+    weight.grad = torch.randn(6, 5)
+    transposed.grad = torch.randn(5, 6).t()  # not laid out like its weight
+    optimizer.step()
+    assert optimizer.last_step_paths == ("native", "foreach", None)

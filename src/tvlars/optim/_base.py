@@ -115,6 +115,12 @@ class LayerwiseOptimizer(Optimizer):
     record_layer_stats: bool = False
     #: The per-layer norms of the last step, when ``record_layer_stats`` was set.
     layer_stats: LayerStats | None = None
+    #: The execution path each param group took in the last step, in group order:
+    #: ``"native"`` (the C++ kernels), ``"fused"`` (torch.compile), ``"foreach"`` or
+    #: ``"single"``; ``None`` for a group none of whose parameters had a gradient. For
+    #: checking that a model gets the fast path (a group falls back, for example, when a
+    #: gradient is laid out differently from its weight).
+    last_step_paths: tuple[str | None, ...] = ()
 
     def __init__(
         self,
@@ -174,7 +180,9 @@ class LayerwiseOptimizer(Optimizer):
                 loss = closure()
 
         collector = LayerStatsCollector() if self.record_layer_stats else None
+        paths: list[str | None] = []
         for group in self.param_groups:
+            path = None
             params, grads, states, adapted = [], [], [], []
             for param in group["params"]:
                 if param.grad is None:
@@ -208,8 +216,10 @@ class LayerwiseOptimizer(Optimizer):
                     group["foreach"], group["fused"], device, adapted_numel, native_ok
                 )
                 self._update_group(group, params, grads, states, adapted, path, collector)
+            paths.append(path)
             group["step"] += 1
 
+        self.last_step_paths = tuple(paths)
         self.layer_stats = collector.finish() if collector is not None else None
         return loss
 
