@@ -89,3 +89,14 @@ def test_sharded_dtensor_parameters_are_refused_with_the_way_out(name, monkeypat
             optimizer_class([weight], **keywords)
     finally:
         dist.destroy_process_group()
+
+
+def test_a_refused_group_added_later_leaves_the_optimizer_as_it_was():
+    class DTensor(torch.Tensor):  # stands in for a sharded parameter: the rule goes by type
+        pass
+
+    optimizer = LARS([torch.randn(3, 3, requires_grad=True)])
+    sharded = torch.randn(3, 3).as_subclass(DTensor).requires_grad_()
+    with pytest.raises(ValueError, match="DTensor"):
+        optimizer.add_param_group({"params": [sharded]})
+    assert len(optimizer.param_groups) == 1

@@ -146,8 +146,12 @@ class LayerwiseOptimizer(Optimizer):
         current_step = self.param_groups[0]["step"] if self.param_groups else 0
         param_group.setdefault("step", current_step)
         super().add_param_group(param_group)
-        for param in param_group["params"]:
-            refuse_sharded(param, type(self).__name__)
+        try:
+            for param in param_group["params"]:
+                refuse_sharded(param, type(self).__name__)
+        except ValueError:
+            self.param_groups.pop()  # a refused group is not half added
+            raise
         if param_group["adapt"] is not None and not isinstance(param_group["adapt"], bool):
             raise ValueError(
                 f"Invalid adapt: {param_group['adapt']!r} (must be True, False or None)"
