@@ -5,6 +5,7 @@ of harness.PATHS in test_optim_arithmetic.py and test_optim_behaviour.py)."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 import warnings
 
@@ -443,3 +444,21 @@ def test_last_step_paths_name_each_groups_path_and_show_a_fallback():
     transposed.grad = torch.randn(5, 6).t()  # not laid out like its weight
     optimizer.step()
     assert optimizer.last_step_paths == ("native", "foreach", None)
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "make", [lambda p: LARS(p, lr=100.0, fused="native"), lambda p: LAMB(p, lr=0.1, fused="native")]
+)
+def test_bfloat16_layers_split_between_threads_equal_one_threads_result(threads, make):
+    # Shares are cut at 64-byte lines: 32 bfloat16 elements, against 16 float32 ones. The
+    # learning rates make each step move the weights by several bfloat16 steps, so an
+    # element updated twice or not at all would show. Norms are summed in float64, so the
+    # thread count does not change a trust ratio's float value.
+    run = functools.partial(run_optimizer, make, 3, torch.bfloat16, shapes=SPLIT_SHAPES)
+    threads(1)
+    alone, _ = run()
+    threads(2)
+    split, _ = run()
+    for one, two in zip(alone, split):
+        assert torch.equal(one, two)

@@ -63,9 +63,9 @@ template <typename T, typename C> inline C rounded(C x) {
 // Layers smaller than this are done whole by one thread (the threads take turns): splitting
 // them would cost a barrier, which is worth more than their few microseconds of work.
 constexpr int64_t kParallelMin = 1 << 15;
-// Threads split a layer at multiples of 16 elements (a 64-byte line of float32 or less), so
-// no cache line is written by two threads.
-constexpr int64_t kShareAlign = 16;
+// Threads split a layer at multiples of 64 bytes (a cache line: torch's CPU allocator aligns
+// tensors to it), so that no cache line is written by two threads.
+constexpr int64_t kShareAlignBytes = 64;
 // The second pass walks its share back to front in blocks of this many bytes of one tensor
 // (front to back within a block, so it stays vectorized and prefetched): what the norm pass
 // read last is what is most likely still in cache, and going backwards uses it before it is
@@ -96,8 +96,9 @@ struct Share {
   int64_t begin, end;
 };
 
-inline Share share_of(int64_t n, int part, int parts) {
-  const int64_t per = ((n + parts - 1) / parts + kShareAlign - 1) / kShareAlign * kShareAlign;
+template <typename T> inline Share share_of(int64_t n, int part, int parts) {
+  constexpr int64_t align = kShareAlignBytes / int64_t(sizeof(T));
+  const int64_t per = ((n + parts - 1) / parts + align - 1) / align * align;
   const int64_t begin = std::min(n, per * part);
   return {begin, std::min(n, begin + per)};
 }
@@ -194,7 +195,7 @@ struct Work {
 // the whole group. A layer of at least kParallelMin elements is split into one share per
 // thread; smaller layers go whole to one thread each, in turn, with no barrier. The body of
 // a split, adapted layer must call layer_square_sums (which holds a barrier) on every thread.
-template <typename Body>
+template <typename T, typename Body>
 void for_each_share(int64_t layers, const int64_t *numels, const uint8_t *adapted,
                     int64_t threads, Body body) {
 #pragma omp parallel num_threads(int(threads))
@@ -206,7 +207,7 @@ void for_each_share(int64_t layers, const int64_t *numels, const uint8_t *adapte
       const bool split = n >= kParallelMin && parts > 1;
       stats_row += adapted[k] ? 1 : 0;
       if (!split && small_layers++ % parts != part) continue;  // another thread's turn
-      body(Work{k, split ? share_of(n, part, parts) : Share{0, n}, split, part, parts, stats_row});
+      body(Work{k, split ? share_of<T>(n, part, parts) : Share{0, n}, split, part, parts, stats_row});
     }
   }
 }
@@ -255,7 +256,7 @@ void lars_step(int64_t layers, void *const *weights, void *const *grads, void *c
   const double clamp = values[5];
   Partials partials(layers, threads);
 
-  for_each_share(layers, numels, adapted, threads, [&](const Work &work) {
+  for_each_share<T>(layers, numels, adapted, threads, [&](const Work &work) {
     T *w = static_cast<T *>(weights[work.layer]);
     const T *g = static_cast<const T *>(grads[work.layer]);
     T *buffer = static_cast<T *>(buffers[work.layer]);
@@ -363,7 +364,7 @@ void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *c
   const double clamp_low = values[7], clamp_high = values[8];
   Partials partials(layers, threads);
 
-  for_each_share(layers, numels, adapted, threads, [&](const Work &work) {
+  for_each_share<T>(layers, numels, adapted, threads, [&](const Work &work) {
     T *w = static_cast<T *>(weights[work.layer]);
     const T *g = static_cast<const T *>(grads[work.layer]);
     T *m = static_cast<T *>(exp_avgs[work.layer]);
