@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.autograd.graph import increment_version
 
 from tvlars._cache_dir import resolve_cache_dir
+from tvlars.optim._paths import group_by_device_and_dtype
 
 SOURCE = Path(__file__).with_name("_native_kernels.cpp")
 DISABLE_ENV = "TVLARS_NATIVE"
@@ -141,22 +142,6 @@ def report_stats(
     collector.add_stacked([p for p, a in zip(params, adapted) if a], values, lr)
 
 
-def bump_versions(tensors: Sequence[Tensor]) -> None:
-    """Tell autograd that the kernels changed ``tensors`` in place (they write through data
-    pointers, which torch cannot see), so that a tensor autograd saved is not reused
-    stale."""
-    _increment_versions(tensors)
-
-
-def _increment_versions_of_list(tensors: Sequence[Tensor]) -> None:
-    torch._C._increment_version(list(tensors))
-
-
-def _increment_versions_one_by_one(tensors: Sequence[Tensor]) -> None:
-    for tensor in tensors:
-        increment_version(tensor)
-
-
 def _list_increment_supported() -> bool:
     """torch >= 2.5 bumps a whole list in one call; 2.4 takes one tensor at a time."""
     probe = torch.zeros(1)
@@ -168,9 +153,18 @@ def _list_increment_supported() -> bool:
     return probe._version == before + 1
 
 
-_increment_versions = (
-    _increment_versions_of_list if _list_increment_supported() else _increment_versions_one_by_one
-)
+_LIST_INCREMENT = _list_increment_supported()
+
+
+def bump_versions(tensors: Sequence[Tensor]) -> None:
+    """Tell autograd that the kernels changed ``tensors`` in place (they write through data
+    pointers, which torch cannot see), so that a tensor autograd saved is not reused
+    stale."""
+    if _LIST_INCREMENT:
+        torch._C._increment_version(list(tensors))
+    else:
+        for tensor in tensors:
+            increment_version(tensor)
 
 
 def _check_state(params: Sequence[Tensor], states: Sequence[Tensor]) -> None:
@@ -232,13 +226,22 @@ def _by_dtype(params: Sequence[Tensor], *others: Sequence) -> list[tuple[Sequenc
     first = params[0].dtype
     if all(t.dtype is first for t in params):
         return [(params, *others)]
-    buckets: dict[torch.dtype, list[int]] = {}
-    for index, tensor in enumerate(params):
-        buckets.setdefault(tensor.dtype, []).append(index)
+    buckets = group_by_device_and_dtype(range(len(params)), params).values()
     return [
         tuple([sequence[i] for i in indices] for sequence in (params, *others))
-        for indices in buckets.values()
+        for indices in buckets
     ]
+
+
+def _step_by_dtype(step, lists: tuple[Sequence, ...], collector, lr: float) -> None:
+    """Run ``step(params, ..., adapted)`` (a kernel call returning stats) once per dtype of
+    ``lists[0]``; tell autograd about the in-place update and telemetry (``collector``)
+    about the norms. ``lists`` ends with the adapted flags."""
+    for chunk in _by_dtype(*lists):
+        stats = step(*chunk)
+        bump_versions(chunk[0])
+        if collector is not None:
+            report_stats(collector, stats, chunk[0], chunk[-1], lr)
 
 
 # The steps below are opaque to torch.compile (a ctypes call): a compiled training step
@@ -262,13 +265,13 @@ def lars_group(
     collector,
     lr: float,
 ) -> None:
-    """A LARS/TVLARS step of one param group (see :meth:`NativeKernels.lars`), telling
-    autograd about the in-place update and telemetry (``collector``) about the norms."""
-    for lists in _by_dtype(params, grads, buffers, adapted):
-        stats = kernels().lars(*lists, values, momentum_form)
-        bump_versions(lists[0])
-        if collector is not None:
-            report_stats(collector, stats, lists[0], lists[-1], lr)
+    """A LARS/TVLARS step of one param group (see :meth:`NativeKernels.lars`)."""
+    _step_by_dtype(
+        lambda *chunk: kernels().lars(*chunk, values, momentum_form),
+        (params, grads, buffers, adapted),
+        collector,
+        lr,
+    )
 
 
 @torch.compiler.disable
@@ -282,12 +285,13 @@ def lamb_group(
     collector,
     lr: float,
 ) -> None:
-    """A LAMB step of one param group (see :meth:`NativeKernels.lamb`), as :func:`lars_group`."""
-    for lists in _by_dtype(params, grads, exp_avgs, exp_avg_sqs, adapted):
-        stats = kernels().lamb(*lists, values)
-        bump_versions(lists[0])
-        if collector is not None:
-            report_stats(collector, stats, lists[0], lists[-1], lr)
+    """A LAMB step of one param group (see :meth:`NativeKernels.lamb`)."""
+    _step_by_dtype(
+        lambda *chunk: kernels().lamb(*chunk, values),
+        (params, grads, exp_avgs, exp_avg_sqs, adapted),
+        collector,
+        lr,
+    )
 
 
 def _compiler() -> str | None:
