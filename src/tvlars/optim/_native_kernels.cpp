@@ -152,21 +152,55 @@ void apply_update(T *w, const T *g, T *buffer, int64_t begin, int64_t end,
   }
 }
 
-// Sums of squares of w and of d = g + wd*w over [begin, end), in double.
+// A weight and a direction element, squared in double: one term of a norm pass.
+struct Squares {
+  double weight, direction;
+};
+
+// sums[0], sums[1]: the sums over the share of squares(i).weight and .direction, in double.
+// The share is walked as two halves side by side in one loop (the second half starts on a
+// cache line), with a pair of sums per half: twice the memory streams and twice the
+// independent additions of one walk. A single walk left the norm pass waiting on memory
+// requests one core issues at a time, at about half the bandwidth of the update pass;
+// two halves made LARS's norm pass plus update 1.40x the update alone instead of 1.55-1.60x
+// on 2.36M-element layers (2 threads), 1.55x instead of 1.75x with one thread. Three or four
+// streams were no faster. The order of the additions is fixed by the share, so the bits are
+// the same on every run.
+template <typename T, typename Term>
+inline void square_sums(Share share, Term squares, double *sums) {
+  constexpr int64_t line = kShareAlignBytes / int64_t(sizeof(T));
+  const int64_t half = (share.end - share.begin) / 2 / line * line;
+  const int64_t first = share.begin, second = share.begin + half;
+  double weight_first = 0.0, direction_first = 0.0, weight_second = 0.0, direction_second = 0.0;
+#pragma omp simd reduction(+ : weight_first, direction_first, weight_second, direction_second)
+  for (int64_t j = 0; j < half; ++j) {
+    const Squares a = squares(first + j), b = squares(second + j);
+    weight_first += a.weight;
+    direction_first += a.direction;
+    weight_second += b.weight;
+    direction_second += b.direction;
+  }
+  // The second half is the longer by the rounding of `half`.
+#pragma omp simd reduction(+ : weight_second, direction_second)
+  for (int64_t i = second + half; i < share.end; ++i) {
+    const Squares b = squares(i);
+    weight_second += b.weight;
+    direction_second += b.direction;
+  }
+  sums[0] = weight_first + weight_second;
+  sums[1] = direction_first + direction_second;
+}
+
+// Sums of squares of w and of d = g + wd*w over the share, in double.
 template <typename T>
 void lars_square_sums(const T *w, const T *g, Share share, typename Compute<T>::type wd,
                       double *sums) {
   using C = typename Compute<T>::type;
-  double weight_sq = 0.0, direction_sq = 0.0;
-#pragma omp simd reduction(+ : weight_sq, direction_sq)
-  for (int64_t i = share.begin; i < share.end; ++i) {
+  square_sums<T>(share, [=](int64_t i) {
     const C wi = load(w, i);
     const C d = rounded<T, C>(load(g, i) + rounded<T, C>(wd * wi));
-    weight_sq += double(wi) * double(wi);
-    direction_sq += double(d) * double(d);
-  }
-  sums[0] = weight_sq;
-  sums[1] = direction_sq;
+    return Squares{double(wi) * double(wi), double(d) * double(d)};
+  }, sums);
 }
 
 // Scratch for the per-thread partial sums: one row per layer, so that no thread overwrites
@@ -325,6 +359,8 @@ void lamb_excluded(T *w, const T *g, T *m, T *v, Share share, LambValues<C> h) {
 template <typename T, typename C>
 void lamb_moments_and_square_sums(const T *w, const T *g, T *m, T *v, Share share,
                                   LambValues<C> h, double *sums) {
+  // One walk: this pass is bound by its divisions and square roots more than by memory,
+  // and two halves measured no faster (0.91-1.07x).
   double weight_sq = 0.0, direction_sq = 0.0;
 #pragma omp simd reduction(+ : weight_sq, direction_sq)
   for (int64_t i = share.begin; i < share.end; ++i) {
