@@ -177,6 +177,36 @@ def test_param_group_adapt_flag_overrides_the_one_dimensional_rule():
     assert_matches([weight.detach(), bias.detach()], [expected_weight, expected_bias], rtol=1e-5)
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({"momentum": 0.0}, {"momentum": 0.9}),
+        ({"momentum": 0.0}, {"momentum": 0.9, "nesterov": True}),
+        ({"nesterov": False}, {"nesterov": True}),
+        ({"nesterov": True}, {"nesterov": False}),
+    ],
+    ids=["momentum-on", "nesterov-on-from-none", "to-nesterov", "to-heavy-ball"],
+)
+def test_momentum_changed_mid_run_starts_its_buffer_as_a_fresh_optimizer_would(before, after, path):
+    torch.manual_seed(0)
+    params = [torch.randn(s, requires_grad=True) for s in SHAPES]
+    optimizer = LARS(params, lr=0.5, **{"momentum": 0.9, **before}, **PATHS[path])
+    for param in params:
+        param.grad = torch.randn_like(param)
+    optimizer.step()
+    twins = [p.detach().clone().requires_grad_() for p in params]
+    fresh = LARS(twins, lr=0.5, **{"momentum": 0.9, **after}, **PATHS[path])
+    optimizer.param_groups[0].update(after)
+    for _ in range(2):  # the first step with a new buffer has no momentum term: take two
+        for param, twin in zip(params, twins):
+            param.grad = torch.randn_like(param)
+            twin.grad = param.grad.clone()
+        optimizer.step()
+        fresh.step()
+    assert all(torch.equal(p.detach(), t.detach()) for p, t in zip(params, twins))
+
+
 def test_param_group_added_mid_run_continues_the_step_count():
     first = torch.randn(3, 3, requires_grad=True)
     optimizer = TVLARS([first], lmbda=0.1)

@@ -26,8 +26,8 @@ def require(condition: bool, name: str, value: Any, rule: str) -> None:
         raise ValueError(f"Invalid {name}: {value!r} (must be {rule})")
 
 
-def is_adapted(param: Tensor, group: Mapping[str, Any]) -> bool:
-    """Whether a parameter receives weight decay and the trust ratio.
+def adapted_flags(params: Iterable[Tensor], group: Mapping[str, Any]) -> list[bool]:
+    """Whether each parameter receives weight decay and the trust ratio.
 
     A group's ``adapt=True/False`` decides; otherwise ``exclude_1d`` (default ``True``)
     excludes tensors with ``ndim <= 1`` (biases and normalization scales and shifts). A
@@ -36,8 +36,15 @@ def is_adapted(param: Tensor, group: Mapping[str, Any]) -> bool:
     """
     adapt = group.get("adapt")
     if adapt is not None:
-        return bool(adapt)
-    return not (group.get("exclude_1d", True) and param.ndim <= 1)
+        return [bool(adapt) for _ in params]
+    if not group.get("exclude_1d", True):
+        return [True for _ in params]
+    return [param.ndim > 1 for param in params]
+
+
+def is_adapted(param: Tensor, group: Mapping[str, Any]) -> bool:
+    """:func:`adapted_flags` of one parameter."""
+    return adapted_flags((param,), group)[0]
 
 
 # Parameters that hold only a shard of a tensor, or several layers in one tensor.
@@ -187,26 +194,27 @@ class LayerwiseOptimizer(Optimizer):
         paths: list[str | None] = []
         for group in self.param_groups:
             path = None
-            params, grads, states, adapted = [], [], [], []
+            params, grads, states = [], [], []
             for param in group["params"]:
-                if param.grad is None:
+                grad = param.grad
+                if grad is None:
                     continue
-                if param.grad.is_sparse:
+                if grad.is_sparse:
                     raise RuntimeError(
                         f"{type(self).__name__} does not support sparse gradients: the trust "
                         "ratio needs the whole gradient's norm. Use a dense embedding "
                         "(sparse=False) or a sparse optimizer such as torch.optim.SparseAdam."
                     )
-                if param.dtype.is_complex:
+                if param.is_complex():
                     raise RuntimeError(f"{type(self).__name__} does not support complex parameters")
                 state = self.state[param]
                 if not state:
                     self._init_state(param, state, group)
                 params.append(param)
-                grads.append(param.grad)
+                grads.append(grad)
                 states.append(state)
-                adapted.append(is_adapted(param, group))
             if params:
+                adapted = adapted_flags(params, group)
                 device = params[0].device
                 native_ok = wants_native(
                     group["foreach"], group["fused"], device

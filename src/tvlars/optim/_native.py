@@ -18,9 +18,11 @@ thread pool; ``benchmarks/step_time.py`` prints which OpenMP runtimes a process 
 
 from __future__ import annotations
 
+import array
 import ctypes
 import functools
 import hashlib
+import operator
 import os
 import platform
 import shutil
@@ -50,6 +52,7 @@ _FLAGS = [
 ]
 _SUFFIX = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16"}
 _MOMENTUM_FORMS = {"none": 0, "heavy_ball": 1, "nesterov": 2}
+_DTYPE_OF = operator.attrgetter("dtype")
 
 
 class NativeKernels:
@@ -86,14 +89,17 @@ class NativeKernels:
         kernel = getattr(self._library, f"tvlars_lars_{_SUFFIX[params[0].dtype]}")
         buffer_pointers = buffers if buffers[0] is not None else params  # unused without momentum
         _check_state(params, buffer_pointers)
-        kernel(
-            count,
+        arrays = (  # held until the call returns
             _pointers(params),
             _pointers(grads),
             _pointers(buffer_pointers),
             _numels(params),
             _flags(adapted),
             _doubles(values),
+        )
+        kernel(
+            count,
+            *map(_address, arrays),
             _MOMENTUM_FORMS[momentum_form],
             torch.get_num_threads(),
             stats.data_ptr(),
@@ -116,8 +122,7 @@ class NativeKernels:
         kernel = getattr(self._library, f"tvlars_lamb_{_SUFFIX[params[0].dtype]}")
         _check_state(params, exp_avgs)
         _check_state(params, exp_avg_sqs)
-        kernel(
-            count,
+        arrays = (  # held until the call returns
             _pointers(params),
             _pointers(grads),
             _pointers(exp_avgs),
@@ -125,9 +130,8 @@ class NativeKernels:
             _numels(params),
             _flags(adapted),
             _doubles(values),
-            torch.get_num_threads(),
-            stats.data_ptr(),
         )
+        kernel(count, *map(_address, arrays), torch.get_num_threads(), stats.data_ptr())
         return stats
 
 
@@ -168,42 +172,70 @@ def bump_versions(tensors: Sequence[Tensor]) -> None:
 
 
 def _check_state(params: Sequence[Tensor], states: Sequence[Tensor]) -> None:
-    """The kernels index every tensor of a layer alike: its state must match the parameter."""
+    """The kernels index every tensor of a layer alike: its state must match the parameter.
+
+    Runs at every step (a state swapped or resized since the last step would otherwise be
+    read through a stale size), so it is written for speed: one loop, no calls on the
+    usual contiguous path."""
     for param, state in zip(params, states):
-        matches = state.dtype is param.dtype and state.shape == param.shape
-        if not (matches and _same_dense_layout(param, state)):
-            raise RuntimeError(
-                "native kernels: an optimizer state tensor does not match its parameter "
-                f"(dtype {state.dtype} vs {param.dtype}, shape {tuple(state.shape)} vs "
-                f"{tuple(param.shape)}, strides {state.stride()} vs {param.stride()}); pass "
-                "fused='compile' or foreach=True"
+        if (
+            state.dtype is param.dtype
+            and state.shape == param.shape
+            and (
+                state.is_contiguous() if param.is_contiguous() else _same_dense_layout(param, state)
             )
+        ):
+            continue
+        raise RuntimeError(
+            "native kernels: an optimizer state tensor does not match its parameter "
+            f"(dtype {state.dtype} vs {param.dtype}, shape {tuple(state.shape)} vs "
+            f"{tuple(param.shape)}, strides {state.stride()} vs {param.stride()}); pass "
+            "fused='compile' or foreach=True"
+        )
 
 
-def _pointers(tensors: Sequence[Tensor]):
-    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+def _pointers(tensors: Sequence[Tensor]) -> array.array:
+    """The tensors' data addresses as a C array of int64 (pass ``_address`` of it)."""
+    return array.array("q", [t.data_ptr() for t in tensors])
 
 
-def _numels(tensors: Sequence[Tensor]):
-    return (ctypes.c_int64 * len(tensors))(*[t.numel() for t in tensors])
+def _numels(tensors: Sequence[Tensor]) -> array.array:
+    return array.array("q", [t.numel() for t in tensors])
 
 
-def _flags(flags: Sequence[bool]):
-    return (ctypes.c_uint8 * len(flags))(*flags)
+def _flags(flags: Sequence[bool]) -> array.array:
+    return array.array("B", flags)
 
 
-def _doubles(values: Sequence[float]):
-    return (ctypes.c_double * len(values))(*values)
+def _doubles(values: Sequence[float]) -> array.array:
+    return array.array("d", values)
+
+
+def _address(values: array.array) -> int:
+    """Where ``values`` keeps its items: the kernels read them there during the call (the
+    caller holds ``values`` until the call returns)."""
+    return values.buffer_info()[0]
 
 
 def usable(params: Sequence[Tensor], grads: Sequence[Tensor]) -> bool:
     """Whether the kernels can take these parameters and their gradients: CPU tensors of a
     supported dtype, each dense in memory with its gradient laid out alike (see
     :func:`_same_dense_layout`)."""
-    return all(
-        param.is_cpu and param.dtype in _SUFFIX and _same_dense_layout(param, grad)
-        for param, grad in zip(params, grads, strict=True)
-    )
+    checked_dtype = None  # hashing a dtype is slow: look one up only when it changes
+    for param, grad in zip(params, grads, strict=True):
+        dtype = param.dtype
+        if dtype is not checked_dtype:
+            if dtype not in _SUFFIX:
+                return False
+            checked_dtype = dtype
+        if not param.is_cpu:
+            return False
+        if param.is_contiguous():
+            if not grad.is_contiguous():
+                return False
+        elif not _same_dense_layout(param, grad):
+            return False
+    return True
 
 
 def _same_dense_layout(param: Tensor, other: Tensor) -> bool:
@@ -223,8 +255,8 @@ def _same_dense_layout(param: Tensor, other: Tensor) -> bool:
 def _by_dtype(params: Sequence[Tensor], *others: Sequence) -> list[tuple[Sequence, ...]]:
     """``(params, *others)`` cut into one tuple of lists per dtype of ``params`` (one kernel
     call each), in order; the usual single-dtype group is passed on without copying."""
-    first = params[0].dtype
-    if all(t.dtype is first for t in params):
+    dtypes = list(map(_DTYPE_OF, params))
+    if dtypes.count(dtypes[0]) == len(dtypes):  # compares by identity first: no dtype hashing
         return [(params, *others)]
     buckets = group_by_device_and_dtype(range(len(params)), params).values()
     return [

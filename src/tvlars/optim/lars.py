@@ -375,12 +375,16 @@ class LARS(LayerwiseOptimizer):
 
     def _update_group(self, group, params, grads, states, adapted, path, collector) -> None:
         key = "previous_lookahead" if group["nesterov"] else "momentum_buffer"
-        if group["momentum"] != 0 and any(key not in state for state in states):
-            # Momentum or the momentum form changed mid-run: start that buffer now.
-            for param, state in zip(params, states):
-                if key not in state:
-                    self._init_state(param, state, group)
-        buffers = [state.get(key) if group["momentum"] != 0 else None for state in states]
+        if group["momentum"] == 0:
+            buffers = [None] * len(states)
+        else:
+            buffers = [state.get(key) for state in states]
+            if any(buffer is None for buffer in buffers):  # not `in`: that calls Tensor.__eq__
+                # Momentum or the momentum form changed mid-run: start that buffer now.
+                for param, state in zip(params, states):
+                    if key not in state:
+                        self._init_state(param, state, group)
+                buffers = [state[key] for state in states]
         scale, excluded_scale, norm_clamp = self._scales(group)
         lars_update_group(
             params,
