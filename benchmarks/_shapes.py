@@ -1,9 +1,11 @@
-"""Parameter shapes of torchvision's ImageNet ResNet-18 and ResNet-50, without torchvision.
+"""Parameter shapes of ImageNet models, without the libraries that define them.
 
-The lists follow ``torchvision.models.resnet18()/resnet50().named_parameters()``: names,
-order and shapes (convolutions have no bias; every BatchNorm has a weight and a bias; the
-classifier ``fc`` has both). They let the step-time benchmark build parameter lists of the
-real sizes without a model, an input or a backward pass.
+ResNet-18 and ResNet-50 follow ``torchvision.models.resnet18()/resnet50().named_parameters()``:
+names, order and shapes (convolutions have no bias; every BatchNorm has a weight and a bias;
+the classifier ``fc`` has both). ViT-S/16 follows timm's ``vit_small_patch16_224`` (DeiT-S):
+a transformer's many small tensors (LayerNorm scales and shifts, biases) beside a few large
+matrices, which is where a per-tensor cost shows. The lists let the step-time benchmarks
+build parameter lists of the real sizes without a model, an input or a backward pass.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ NamedShapes = list[tuple[str, Shape]]
 NUM_CLASSES = 1000
 STAGE_WIDTHS = (64, 128, 256, 512)
 
-#: Expected totals (torchvision's documented parameter counts), checked by the tests.
+#: Expected totals (torchvision's documented parameter counts; timm's 22.05M for ViT-S/16),
+#: checked by the tests.
 EXPECTED = {
     "resnet18": {"parameters": 11_689_512, "tensors": 62},
     "resnet50": {"parameters": 25_557_032, "tensors": 161},
+    "vit_s16": {"parameters": 22_050_664, "tensors": 152},
 }
 
 
@@ -80,7 +84,47 @@ def resnet50_shapes() -> NamedShapes:
     return _resnet(bottleneck=True, blocks_per_stage=(3, 4, 6, 3))
 
 
-MODELS = {"resnet18": resnet18_shapes, "resnet50": resnet50_shapes}
+def vit_s16_shapes(
+    width: int = 384, depth: int = 12, patch: int = 16, image: int = 224, mlp_ratio: int = 4
+) -> NamedShapes:
+    """``(name, shape)`` of every parameter of timm's ``vit_small_patch16_224``: a class
+    token, learned position embeddings for the class token and the 14 x 14 patches, a
+    16 x 16 patch convolution, 12 pre-norm blocks (LayerNorm, fused qkv attention, MLP with
+    ratio 4) and a final LayerNorm and classifier."""
+    tokens = (image // patch) ** 2 + 1
+    hidden = width * mlp_ratio
+    shapes: NamedShapes = [
+        ("cls_token", (1, 1, width)),
+        ("pos_embed", (1, tokens, width)),
+        ("patch_embed.proj.weight", (width, 3, patch, patch)),
+        ("patch_embed.proj.bias", (width,)),
+    ]
+    for index in range(depth):
+        block = f"blocks.{index}"
+        shapes += [
+            (f"{block}.norm1.weight", (width,)),
+            (f"{block}.norm1.bias", (width,)),
+            (f"{block}.attn.qkv.weight", (3 * width, width)),
+            (f"{block}.attn.qkv.bias", (3 * width,)),
+            (f"{block}.attn.proj.weight", (width, width)),
+            (f"{block}.attn.proj.bias", (width,)),
+            (f"{block}.norm2.weight", (width,)),
+            (f"{block}.norm2.bias", (width,)),
+            (f"{block}.mlp.fc1.weight", (hidden, width)),
+            (f"{block}.mlp.fc1.bias", (hidden,)),
+            (f"{block}.mlp.fc2.weight", (width, hidden)),
+            (f"{block}.mlp.fc2.bias", (width,)),
+        ]
+    shapes += [
+        ("norm.weight", (width,)),
+        ("norm.bias", (width,)),
+        ("head.weight", (NUM_CLASSES, width)),
+        ("head.bias", (NUM_CLASSES,)),
+    ]
+    return shapes
+
+
+MODELS = {"resnet18": resnet18_shapes, "resnet50": resnet50_shapes, "vit_s16": vit_s16_shapes}
 
 
 def parameter_count(shapes: NamedShapes) -> int:

@@ -8,7 +8,8 @@ without a LayerRecorder. The real kernels run first (warm-up) so that every buff
 These figures are for a warm cache; in training the kernel has just streamed the weights
 through the cache and the same work takes about twice as long (see docs/benchmarks.md).
 
-    python benchmarks/host_overhead.py [--models resnet18] [--steps 1000] [--seed 0]
+    python benchmarks/host_overhead.py [--models resnet18 resnet50 vit_s16] [--steps 1000]
+        [--seed 0]
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """Optimizer step time on ResNet-shaped parameter lists: tvlars against torch SGD and peers.
 
 Every contender gets its own copy of the parameters of torchvision's ResNet-18 or ResNet-50
-(shapes from ``_shapes.py``; float32) with random gradients set once and reused by every
-step. After warm-up steps, the contenders are timed round-robin: each round times one step
-of every contender, in a fresh random order, so that drift in the machine's load is shared
-by all of them. The tables report the median step time, the interquartile range, the time
-relative to ``torch.optim.SGD``'s per-tensor loop (``foreach=False``) and the speed-up over
-the fastest peer implementation of the same algorithm.
+(or, with ``--models vit_s16``, timm's ViT-S/16; shapes from ``_shapes.py``; float32) with
+random gradients set once and reused by every step. After warm-up steps, the contenders are
+timed round-robin: each round times one step of every contender, in a fresh random order,
+so that drift in the machine's load is shared by all of them. The tables report the median
+step time, the interquartile range, the time relative to ``torch.optim.SGD``'s per-tensor
+loop (``foreach=False``) and the speed-up over the fastest peer implementation of the same
+algorithm.
 
 tvlars' paths: ``single`` (per-tensor reference), ``foreach`` (multi-tensor), ``compiled``
 (``fused="compile"``: torch.compile of the per-tensor update), ``fused`` (``fused=True``: on

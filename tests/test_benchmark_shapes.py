@@ -1,4 +1,4 @@
-"""The step-time benchmark's ResNet parameter lists match torchvision's models."""
+"""The step-time benchmark's parameter lists match the models they stand for."""
 
 from __future__ import annotations
 
@@ -37,3 +37,24 @@ def test_resnet_shapes_match_torchvision(model, parameters, tensors, weight_tens
     assert len(set(names)) == len(names)
     assert named[0] == ("conv1.weight", (64, 3, 7, 7))
     assert named[-1] == ("fc.bias", (1000,))
+
+
+def test_vit_s16_shapes_match_timms_vit_small_patch16_224():
+    named = shapes.MODELS["vit_s16"]()
+    assert (
+        sum(prod(shape) for _, shape in named)
+        == 22_050_664
+        == shapes.EXPECTED["vit_s16"]["parameters"]
+    )
+    assert len(named) == 152 == shapes.EXPECTED["vit_s16"]["tensors"]
+    names = [name for name, _ in named]
+    assert len(set(names)) == len(names)
+    assert named[:3] == [
+        ("cls_token", (1, 1, 384)),
+        ("pos_embed", (1, 197, 384)),
+        ("patch_embed.proj.weight", (384, 3, 16, 16)),
+    ]
+    assert ("blocks.11.mlp.fc2.weight", (384, 1536)) in named
+    assert named[-2:] == [("head.weight", (1000, 384)), ("head.bias", (1000,))]
+    # 12 blocks x 8 one-dimensional tensors, the patch bias, the final norm and head bias.
+    assert sum(len(shape) == 1 for _, shape in named) == 12 * 8 + 4
