@@ -22,7 +22,6 @@ import array
 import ctypes
 import functools
 import hashlib
-import operator
 import os
 import platform
 import shutil
@@ -52,7 +51,6 @@ _FLAGS = [
 ]
 _SUFFIX = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16"}
 _MOMENTUM_FORMS = {"none": 0, "heavy_ball": 1, "nesterov": 2}
-_DTYPE_OF = operator.attrgetter("dtype")
 
 
 class NativeKernels:
@@ -255,8 +253,8 @@ def _same_dense_layout(param: Tensor, other: Tensor) -> bool:
 def _by_dtype(params: Sequence[Tensor], *others: Sequence) -> list[tuple[Sequence, ...]]:
     """``(params, *others)`` cut into one tuple of lists per dtype of ``params`` (one kernel
     call each), in order; the usual single-dtype group is passed on without copying."""
-    dtypes = list(map(_DTYPE_OF, params))
-    if dtypes.count(dtypes[0]) == len(dtypes):  # compares by identity first: no dtype hashing
+    first = params[0].dtype
+    if all(t.dtype is first for t in params):
         return [(params, *others)]
     buckets = group_by_device_and_dtype(range(len(params)), params).values()
     return [
