@@ -4,8 +4,9 @@ ResNet-18 and ResNet-50 follow ``torchvision.models.resnet18()/resnet50().named_
 names, order and shapes (convolutions have no bias; every BatchNorm has a weight and a bias;
 the classifier ``fc`` has both). ViT-S/16 follows timm's ``vit_small_patch16_224`` (DeiT-S):
 a transformer's many small tensors (LayerNorm scales and shifts, biases) beside a few large
-matrices, which is where a per-tensor cost shows. The lists let the step-time benchmarks
-build parameter lists of the real sizes without a model, an input or a backward pass.
+matrices, which is where a per-tensor cost shows. The MNIST-1D ResNet is this project's own
+model, read from tvlars. The lists let the step-time benchmarks build parameter lists of the
+real sizes without a model, an input or a backward pass.
 """
 
 from __future__ import annotations
@@ -124,7 +125,22 @@ def vit_s16_shapes(
     return shapes
 
 
-MODELS = {"resnet18": resnet18_shapes, "resnet50": resnet50_shapes, "vit_s16": vit_s16_shapes}
+def mnist1d_resnet_shapes() -> NamedShapes:
+    """``(name, shape)`` of every parameter of this project's own MNIST-1D 1-D ResNet (10
+    classes), the model of the README's main job: 29 small tensors, where a step's cost is
+    per-tensor work rather than memory traffic. Read from the model itself."""
+    from tvlars.models import build_model
+
+    model = build_model("mnist1d-resnet", num_classes=10, init=None)
+    return [(name, tuple(param.shape)) for name, param in model.named_parameters()]
+
+
+MODELS = {
+    "resnet18": resnet18_shapes,
+    "resnet50": resnet50_shapes,
+    "vit_s16": vit_s16_shapes,
+    "mnist1d_resnet": mnist1d_resnet_shapes,
+}
 
 
 def parameter_count(shapes: NamedShapes) -> int:
