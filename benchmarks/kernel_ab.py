@@ -3,14 +3,14 @@
 Builds ``src/tvlars/optim/_native_kernels.cpp`` as it was at ``--against`` (a git revision
 at or after cce673a: from there on the kernels take today's arguments and write one stats
 row per adapted layer, which today's code relies on) beside the working tree's build, then
-times LARS, TVLARS and LAMB steps on ResNet-shaped float32 parameter lists with each build,
+times LARS, TVLARS and LAMB steps on ResNet-shaped parameter lists with each build,
 together with torch's SGD loop and the one-pass floor (see ``step_time.py``), round-robin
 in a fresh order each round. Everything but the kernel (the Python side of a step) is the
 working tree's for both, so the ratio "new / old" is the kernels' doing; ``--against HEAD``
 (the same code twice) shows how far that ratio strays from 1 by noise alone.
 
     python benchmarks/kernel_ab.py --against REV [--models resnet18 resnet50]
-        [--rounds 31] [--threads N] [--seed 0]
+        [--dtype float32|bfloat16|float64] [--rounds 31] [--threads N] [--seed 0]
 """
 
 from __future__ import annotations
@@ -96,14 +96,14 @@ def contenders(old, new) -> dict[str, tuple[Callable[[list[Tensor]], Optimizer],
     return table
 
 
-def run_model(model: str, old, new, rounds: int, seed: int) -> None:
+def run_model(model: str, old, new, rounds: int, seed: int, dtype: torch.dtype) -> None:
     shapes = MODELS[model]()
     generator = torch.Generator().manual_seed(seed)
     optimizers = {}
     for name, (make, kernels) in contenders(old, new).items():
-        params = [torch.randn(shape, generator=generator) for _, shape in shapes]
+        params = [torch.randn(shape, generator=generator).to(dtype) for _, shape in shapes]
         for param in params:
-            param.grad = torch.randn(param.shape, generator=generator)
+            param.grad = torch.randn(param.shape, generator=generator).to(dtype)
         optimizers[name] = (make(params), kernels)
     times: dict[str, list[float]] = {name: [] for name in optimizers}
     order = random.Random(seed)
@@ -122,7 +122,7 @@ def run_model(model: str, old, new, rounds: int, seed: int) -> None:
     def paired(numerator: str, denominator: str) -> float:
         return statistics.median(n / d for n, d in zip(times[numerator], times[denominator]))
 
-    print(f"\n{model}: {rounds} rounds, {torch.get_num_threads()} threads")
+    print(f"\n{model}: {dtype}, {rounds} rounds, {torch.get_num_threads()} threads")
     print(f"  {'contender':24s} {'median ms':>9s} {'x SGD loop':>10s} {'x floor':>8s}")
     for name in optimizers:
         print(
@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument(
         "--models", nargs="+", default=["resnet18", "resnet50"], choices=sorted(MODELS)
     )
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float64"])
     parser.add_argument("--rounds", type=int, default=31)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -154,7 +155,7 @@ def main() -> None:
         old = build_revision(args.against, Path(directory))
         print(f"old: {KERNEL_SOURCE} at {args.against}; new: the working tree's")
         for model in args.models:
-            run_model(model, old, new, args.rounds, args.seed)
+            run_model(model, old, new, args.rounds, args.seed, getattr(torch, args.dtype))
 
 
 if __name__ == "__main__":

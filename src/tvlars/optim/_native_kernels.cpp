@@ -117,17 +117,19 @@ enum Momentum : int64_t { kNone = 0, kHeavyBall = 1, kNesterov = 2 };
 
 // w <- w - lr*m after m <- mu*m + u (heavy ball), or Algorithm 1's Nesterov form where the
 // buffer holds y_prev, or w <- w - lr*u without momentum. u = trust * d, with
-// d = g + wd*w (adapted) or d = g (excluded; trust is then the excluded scale).
-template <typename T>
+// d = g + wd*w (Decay: adapted layers) or d = g (excluded; trust is then the excluded scale).
+// Decay is a template argument, not a run-time flag: a choice inside the loop between two
+// bfloat16 loads kept GCC from vectorizing the bfloat16 loops at all.
+template <typename T, bool Decay>
 void apply_update(T *w, const T *g, T *buffer, int64_t begin, int64_t end,
-                  typename Compute<T>::type trust, typename Compute<T>::type wd, bool decay,
+                  typename Compute<T>::type trust, typename Compute<T>::type wd,
                   typename Compute<T>::type lr, typename Compute<T>::type mu, int64_t momentum) {
   using C = typename Compute<T>::type;
   if (momentum == kHeavyBall) {
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
       const C wi = load(w, i);
-      const C d = decay ? C(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
+      const C d = Decay ? C(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
       const C m = rounded<T, C>(rounded<T, C>(mu * load(buffer, i)) + rounded<T, C>(d * trust));
       store(buffer, i, m);
       store(w, i, wi - rounded<T, C>(lr * m));
@@ -136,7 +138,7 @@ void apply_update(T *w, const T *g, T *buffer, int64_t begin, int64_t end,
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
       const C wi = load(w, i);
-      const C d = decay ? C(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
+      const C d = Decay ? C(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
       const C y = rounded<T, C>(wi - rounded<T, C>(lr * rounded<T, C>(d * trust)));
       const C ahead = rounded<T, C>(mu * rounded<T, C>(y - load(buffer, i)));
       store(w, i, y + ahead);
@@ -146,7 +148,7 @@ void apply_update(T *w, const T *g, T *buffer, int64_t begin, int64_t end,
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
       const C wi = load(w, i);
-      const C d = decay ? C(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
+      const C d = Decay ? C(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
       store(w, i, wi - rounded<T, C>(lr * rounded<T, C>(d * trust)));
     }
   }
@@ -296,7 +298,7 @@ void lars_step(int64_t layers, void *const *weights, void *const *grads, void *c
     T *buffer = static_cast<T *>(buffers[work.layer]);
     if (!adapted[work.layer]) {
       backwards_by_block<T>(work.share, [&](int64_t begin, int64_t end) {
-        apply_update(w, g, buffer, begin, end, excluded_scale, wd, false, lr, mu, momentum);
+        apply_update<T, false>(w, g, buffer, begin, end, excluded_scale, wd, lr, mu, momentum);
       });
       return;
     }
@@ -314,7 +316,7 @@ void lars_step(int64_t layers, void *const *weights, void *const *grads, void *c
     const C trust = (w_used > 0 && d_used > 0) ? C(C(coefficient * w_used) / d_used) : C(1);
     write_stats(work, weight_norm, direction_norm, trust, stats);
     backwards_by_block<T>(work.share, [&](int64_t begin, int64_t end) {
-      apply_update(w, g, buffer, begin, end, trust, wd, true, lr, mu, momentum);
+      apply_update<T, true>(w, g, buffer, begin, end, trust, wd, lr, mu, momentum);
     });
   });
 }
