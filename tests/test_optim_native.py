@@ -462,3 +462,21 @@ def test_bfloat16_layers_split_between_threads_equal_one_threads_result(threads,
     split, _ = run()
     for one, two in zip(alone, split):
         assert torch.equal(one, two)
+
+
+@needs_native
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_bfloat16_updates_round_as_the_reference_path_does(nesterov):
+    # Norms clamped far below their values pin both paths' trust ratio to the same float
+    # (eta * clamp / clamp), so whatever differs is the update's arithmetic: every
+    # intermediate rounded to bfloat16 where the per-tensor path's tensors are, including
+    # d = g + wd*w (a large weight decay makes its rounding visible).
+    def make(path):
+        return lambda p: TVLARS(
+            p, lr=50.0, lmbda=0.3, weight_decay=0.05, norm_clamp=1e-20, nesterov=nesterov, **path
+        )
+
+    native, _ = run_optimizer(make({"fused": "native"}), 3, torch.bfloat16, shapes=SPLIT_SHAPES)
+    single, _ = run_optimizer(make({"foreach": False}), 3, torch.bfloat16, shapes=SPLIT_SHAPES)
+    for ours, reference in zip(native, single):
+        assert torch.equal(ours, reference)

@@ -129,7 +129,7 @@ void apply_update(T *w, const T *g, T *buffer, int64_t begin, int64_t end,
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
       const C wi = load(w, i);
-      const C d = Decay ? C(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
+      const C d = Decay ? rounded<T, C>(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
       const C m = rounded<T, C>(rounded<T, C>(mu * load(buffer, i)) + rounded<T, C>(d * trust));
       store(buffer, i, m);
       store(w, i, wi - rounded<T, C>(lr * m));
@@ -138,7 +138,7 @@ void apply_update(T *w, const T *g, T *buffer, int64_t begin, int64_t end,
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
       const C wi = load(w, i);
-      const C d = Decay ? C(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
+      const C d = Decay ? rounded<T, C>(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
       const C y = rounded<T, C>(wi - rounded<T, C>(lr * rounded<T, C>(d * trust)));
       const C ahead = rounded<T, C>(mu * rounded<T, C>(y - load(buffer, i)));
       store(w, i, y + ahead);
@@ -148,7 +148,7 @@ void apply_update(T *w, const T *g, T *buffer, int64_t begin, int64_t end,
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
       const C wi = load(w, i);
-      const C d = Decay ? C(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
+      const C d = Decay ? rounded<T, C>(load(g, i) + rounded<T, C>(wd * wi)) : load(g, i);
       store(w, i, wi - rounded<T, C>(lr * rounded<T, C>(d * trust)));
     }
   }
