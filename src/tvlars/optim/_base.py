@@ -73,8 +73,11 @@ class LayerStatsCollector:
     def __init__(self) -> None:
         self._params: list[Tensor] = []
         self._lr: list[float] = []
-        # Per call: a (layers, 3) tensor, or the three sequences of 0-d tensors.
-        self._chunks: list[Tensor | tuple[list[Tensor], list[Tensor], list[Tensor]]] = []
+        # Per call: a (layers, 3) tensor with the dtype its values are reported in, or the
+        # three sequences of 0-d tensors.
+        self._chunks: list[
+            tuple[Tensor, torch.dtype] | tuple[list[Tensor], list[Tensor], list[Tensor]]
+        ] = []
 
     def add(
         self,
@@ -88,9 +91,12 @@ class LayerStatsCollector:
         self._chunks.append((list(weight_norms), list(grad_norms), list(trust_ratios)))
         self._extend(params, lr)
 
-    def add_stacked(self, params: list[Tensor], values: Tensor, lr: float) -> None:
-        """Layers whose values are the rows of ``values`` (layers, 3): |w|, grad norm, trust."""
-        self._chunks.append(values)
+    def add_stacked(
+        self, params: list[Tensor], values: Tensor, lr: float, dtype: torch.dtype
+    ) -> None:
+        """Layers whose values are the rows of ``values`` (layers, 3): |w|, grad norm, trust,
+        to be reported in ``dtype`` (converted only if someone reads them one by one)."""
+        self._chunks.append((values, dtype))
         self._extend(params, lr)
 
     def _extend(self, params: list[Tensor], lr: float) -> None:
@@ -99,14 +105,24 @@ class LayerStatsCollector:
 
     def finish(self) -> LayerStats:
         chunks = self._chunks
-        if chunks and all(isinstance(chunk, Tensor) for chunk in chunks):
-            stacked = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
-            return LayerStats(self._params, lr=self._lr, stacked=stacked)
+        stacked = [chunk for chunk in chunks if isinstance(chunk[0], Tensor)]
+        dtypes = {dtype for _, dtype in stacked}
+        if chunks and len(stacked) == len(chunks) and len(dtypes) == 1:
+            # The usual case: one tensor, converted only if its values are read one by one.
+            values = [values for values, _ in stacked]
+            return LayerStats(
+                self._params,
+                lr=self._lr,
+                stacked=values[0] if len(values) == 1 else torch.cat(values),
+                dtype=dtypes.pop(),
+            )
         columns: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
         for chunk in chunks:
-            parts = chunk.t().unbind(0) if isinstance(chunk, Tensor) else chunk
-            for column, part in zip(columns, parts):
-                column.extend(part.unbind() if isinstance(part, Tensor) else part)
+            if isinstance(chunk[0], Tensor):
+                values, dtype = chunk
+                chunk = tuple(part.unbind() for part in values.to(dtype).t().unbind(0))
+            for column, part in zip(columns, chunk):
+                column.extend(part)
         return LayerStats(self._params, *columns, lr=self._lr)
 
 

@@ -137,11 +137,13 @@ def report_stats(
     collector, stats: Tensor, params: Sequence[Tensor], adapted: Sequence[bool], lr: float
 ) -> None:
     """Hand ``stats`` (one row per adapted one of ``params``, as a kernel call returns
-    them) to telemetry (``collector``), in the dtype the other paths report norms in."""
+    them) to telemetry (``collector``), to be reported in the dtype the other paths report
+    norms in. They stay float64 until read one by one: the recorder converts all of its
+    rows at once when it flushes, and a conversion per step cost more than its whole row."""
     if not len(stats):
         return
-    values = stats if params[0].dtype == torch.float64 else stats.to(torch.float32)
-    collector.add_stacked([p for p, a in zip(params, adapted) if a], values, lr)
+    dtype = torch.float64 if params[0].dtype == torch.float64 else torch.float32
+    collector.add_stacked([p for p, a in zip(params, adapted) if a], stats, lr, dtype)
 
 
 def _list_increment_supported() -> bool:

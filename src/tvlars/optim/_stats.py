@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -22,11 +23,14 @@ class LayerStats:
       size is ``lr * trust_ratio``.
     - ``stacked``: the same three values as one (layers, 3) tensor, columns
       ``weight_norm``, ``grad_norm``, ``trust_ratio``, when the step had them so (the
-      native kernels do); telemetry then reads them with one kernel.
+      native kernels do, in float64 as they summed them); telemetry then reads them with
+      one kernel.
+    - ``dtype``: the dtype of the lists' values when they are made from ``stacked``
+      (float32 for float32 and bfloat16 parameters, as the other paths report them).
 
     The three lists are lists of 0-d tensors. A step that provides only ``stacked`` leaves
-    them to be made from it on first access, since splitting a tensor into 0-d views costs
-    more than the recorder's whole row.
+    them to be made from it on first access, since converting and splitting a tensor into
+    0-d views costs more than the recorder's whole row.
     """
 
     def __init__(
@@ -37,6 +41,7 @@ class LayerStats:
         trust_ratio: list[Tensor] | None = None,
         lr: list[float] | None = None,
         stacked: Tensor | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         lists = (weight_norm, grad_norm, trust_ratio)
         if stacked is None and any(values is None for values in lists):
@@ -44,11 +49,12 @@ class LayerStats:
         self.params = params
         self.lr = [] if lr is None else lr
         self.stacked = stacked
+        self.dtype = stacked.dtype if dtype is None and stacked is not None else dtype
         self._lists = None if any(values is None for values in lists) else lists
 
     def _columns(self) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         if self._lists is None:
-            weight_norms, grad_norms, trust_ratios = self.stacked.t().unbind(0)
+            weight_norms, grad_norms, trust_ratios = self.stacked.to(self.dtype).t().unbind(0)
             self._lists = (
                 list(weight_norms.unbind()),
                 list(grad_norms.unbind()),

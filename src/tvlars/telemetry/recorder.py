@@ -389,7 +389,8 @@ class LayerRecorder:
                     weight_t, grad_t, trust_t = stacked.to(device, torch.float32).unbind(1)
                     self._write_values(weight_t, grad_t, trust_t, lr, index)
                 return
-            values = torch.stack([stacked.to(device, torch.float32) for _, stacked, _ in rows])
+            # One conversion for all rows (the native kernels hand over float64 rows).
+            values = torch.stack([stacked for _, stacked, _ in rows]).to(device, torch.float32)
             weight_t, grad_t, trust_t = values.unbind(2)
             # At flush time a host-to-device copy of the LRs costs nothing extra: the
             # buffer is about to be read back anyway.
