@@ -24,7 +24,7 @@ every parallel kernel wait for a time slice and steps take many times longer; ``
 
     python benchmarks/step_time.py [--models resnet18 resnet50] [--device cpu]
         [--rounds 30] [--warmup 3] [--only REGEX] [--markdown] [--telemetry]
-        [--threads N] [--skip-compile] [--seed N]
+        [--threads N] [--skip-compile] [--group-compile] [--seed N]
 """
 
 from __future__ import annotations
@@ -166,6 +166,22 @@ def tvlars_contenders() -> list[Contender]:
                 )
             )
     return contenders
+
+
+def group_compiled_contenders() -> list[Contender]:
+    """The whole-group compiled LARS experiment (``_group_compiled.py``)."""
+    from _group_compiled import GroupCompiledLARS
+
+    def build(params: list[Tensor]) -> Optimizer:
+        return GroupCompiledLARS(
+            params,
+            lr=LARS_HP["lr"],
+            momentum=LARS_HP["momentum"],
+            weight_decay=LARS_HP["weight_decay"],
+            eta=LARS_HP["trust"],
+        )
+
+    return [Contender("LARS group-compiled (experiment)", "LARS", "experiment", build)]
 
 
 def package_version(distribution: str) -> str:
@@ -720,7 +736,7 @@ def fastest_peer(
     peers = [
         (c.name, summaries[c.name])
         for c in contenders
-        if c.family == family and c.origin not in ("tvlars", "torch")
+        if c.family == family and c.origin not in ("tvlars", "torch", "experiment")
     ]
     return min(peers, key=lambda item: item[1].median_ms) if peers else None
 
@@ -996,6 +1012,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, help="torch.set_num_threads (default: torch's default, one per core)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--group-compile",
+        action="store_true",
+        help="also time the whole-group compiled LARS experiment (on by default on CUDA "
+        "unless --skip-compile; see _group_compiled.py)",
+    )
     parser.add_argument("--first-step-of", help=argparse.SUPPRESS)  # subprocess mode
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.warmup < 1:
@@ -1016,6 +1038,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     peers, peers_found, notes = peer_contenders()
     contenders = torch_contenders() + floor_contenders(device) + tvlars_contenders() + peers
+    if args.group_compile or (device.type == "cuda" and not args.skip_compile):
+        contenders += group_compiled_contenders()
     if args.only:
         pattern = re.compile(args.only)
         contenders = [c for c in contenders if c.name == BASELINE or pattern.search(c.name)]
