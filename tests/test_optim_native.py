@@ -488,3 +488,35 @@ def test_bfloat16_updates_round_as_the_reference_path_does(nesterov):
     single, _ = run_optimizer(make({"foreach": False}), 3, torch.bfloat16, shapes=SPLIT_SHAPES)
     for ours, reference in zip(native, single):
         assert torch.equal(ours, reference)
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p, **path: LARS(p, lr=1.0, **path),
+        lambda p, **path: LARS(p, lr=1.0, nesterov=True, **path),
+        lambda p, **path: LAMB(p, lr=0.5, **path),
+    ],
+    ids=["lars", "lars-nesterov", "lamb"],
+)
+def test_bfloat16_special_values_get_torchs_bits(make):
+    # Excluded layers (no trust ratio), so both paths do the same elementwise arithmetic;
+    # NaN (any NaN becomes 0x7fc0 in torch's conversion), infinities, the largest finite
+    # values, a subnormal, signed zeros and values whose rounding ties.
+    weights = [float("nan"), float("inf"), -float("inf"), 3.3895e38, -3.3895e38, 1e-40,
+               -0.0, 0.0, 1.0, 65504.0, 1.00390625, 1.01171875]  # fmt: skip
+    grads = [1.0, 1.0, -1.0, 3.3e38, -3.3e38, 1e-40, 0.0, -0.0, 0.00390625, 1.0,
+             0.001953125, 0.005859375]  # fmt: skip
+
+    def bits_after_two_steps(path):
+        param = torch.tensor(weights).bfloat16().requires_grad_()
+        param.grad = torch.tensor(grads).bfloat16()
+        optimizer = make([{"params": [param], "adapt": False}], **path)
+        optimizer.step()
+        optimizer.step()
+        return param.detach().view(torch.int16)
+
+    assert torch.equal(
+        bits_after_two_steps({"fused": "native"}), bits_after_two_steps({"foreach": False})
+    )

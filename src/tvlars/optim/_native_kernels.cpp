@@ -39,18 +39,26 @@ inline float load(const bf16 *p, int64_t i) {
   return f;
 }
 
+// Rounding to bfloat16 without branches, in 32-bit lanes, so that the loops calling it
+// vectorize (a branch for the NaN case made bfloat16 LARS steps 1.4x and LAMB steps 1.6x as
+// long; a constant NaN in `rounded` made GCC's vector code four times slower again).
+inline uint32_t float_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+inline bool is_nan_bits(uint32_t u) { return (u & 0x7fffffffu) > 0x7f800000u; }
+// The upper half of the float nearest to u that a bfloat16 holds, ties to even (not NaN).
+inline uint32_t nearest_bfloat16_bits(uint32_t u) {
+  return (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+}
+
 inline void store(float *p, int64_t i, float x) { p[i] = x; }
 inline void store(double *p, int64_t i, double x) { p[i] = x; }
 inline void store(bf16 *p, int64_t i, float x) {
-  // Round to nearest even, as torch does; NaN stays a (quiet) NaN.
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  if ((u & 0x7fffffffu) > 0x7f800000u) {
-    p[i].bits = uint16_t((u >> 16) | 0x40u);
-    return;
-  }
-  u += 0x7fffu + ((u >> 16) & 1u);
-  p[i].bits = uint16_t(u >> 16);
+  // Every NaN becomes 0x7fc0, as in torch's conversion.
+  const uint32_t u = float_bits(x);
+  p[i].bits = uint16_t(is_nan_bits(u) ? 0x7fc0u : nearest_bfloat16_bits(u) >> 16);
 }
 
 // The value a store and a load give back: what the reference paths see in memory.
@@ -58,6 +66,16 @@ template <typename T, typename C> inline C rounded(C x) {
   T cell[1];
   store(cell, 0, x);
   return load(cell, 0);
+}
+template <> inline float rounded<bf16, float>(float x) {
+  // As the general form, without the memory cell GCC kept in some loops; a NaN stays a
+  // (quiet) NaN of its own sign and payload, which arithmetic treats alike and store makes
+  // 0x7fc0 in the end.
+  const uint32_t u = float_bits(x);
+  const uint32_t r = is_nan_bits(u) ? (u | 0x400000u) & 0xffff0000u : nearest_bfloat16_bits(u);
+  float f;
+  std::memcpy(&f, &r, sizeof f);
+  return f;
 }
 
 // Layers smaller than this are done whole by one thread (the threads take turns): splitting
