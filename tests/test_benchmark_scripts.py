@@ -20,21 +20,26 @@ ROOT = Path(__file__).resolve().parents[1]
 needs_native = pytest.mark.skipif(_native.kernels() is None, reason="no C++ compiler here")
 
 
-def run_script(name: str, *args: str) -> str:
-    result = subprocess.run(
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / name), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def output_of(name: str, *args: str) -> str:
+    """The script's standard output; it must have succeeded."""
+    result = run_script(name, *args)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
 @needs_native
 def test_step_time_prints_its_table_targets_and_telemetry_control():
-    out = run_script(
+    out = output_of(
         "step_time.py", "--models", "mnist1d_resnet", "--rounds", "1", "--warmup", "1",
         "--skip-compile", "--telemetry", "--only", "LARS default|floor",
     )  # fmt: skip
@@ -45,7 +50,7 @@ def test_step_time_prints_its_table_targets_and_telemetry_control():
 
 @needs_native
 def test_layer_size_prints_a_row_per_size_and_the_model():
-    out = run_script(
+    out = output_of(
         "layer_size.py", "--sizes", "4096", "65536", "--total-mib", "1", "--rounds", "2"
     )
     assert "model (all bandwidth-bound): LARS/floor 1.40" in out
@@ -55,7 +60,7 @@ def test_layer_size_prints_a_row_per_size_and_the_model():
 
 @needs_native
 def test_host_overhead_prints_every_optimizer():
-    out = run_script("host_overhead.py", "--models", "mnist1d_resnet", "--steps", "20")
+    out = output_of("host_overhead.py", "--models", "mnist1d_resnet", "--steps", "20")
     for name in ("LARS", "TVLARS", "LAMB", "LAMB + LayerRecorder"):
         assert re.search(rf"^mnist1d_resnet\s+{re.escape(name)}\s+\d+\s+\d+$", out, re.M)
 
@@ -68,21 +73,14 @@ def test_kernel_ab_compares_a_revision_with_the_working_tree():
     )
     if known.returncode != 0:
         pytest.skip("this checkout lacks the history kernel_ab.py compares against")
-    out = run_script(
+    out = output_of(
         "kernel_ab.py", "--against", "HEAD", "--models", "mnist1d_resnet", "--rounds", "2"
     )
     assert "new / old (median of same-round ratios): LARS" in out
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_kernel_ab_refuses_a_revision_with_another_calling_convention():
-    if shutil.which("git") is None:
-        pytest.skip("needs git")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "kernel_ab.py"), "--against", "no-such-rev"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_script("kernel_ab.py", "--against", "no-such-rev")
     assert result.returncode != 0
     assert "other arguments than today's code passes" in result.stderr

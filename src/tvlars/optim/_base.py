@@ -109,11 +109,11 @@ class LayerStatsCollector:
         dtypes = {dtype for _, dtype in stacked}
         if chunks and len(stacked) == len(chunks) and len(dtypes) == 1:
             # The usual case: one tensor, converted only if its values are read one by one.
-            values = [values for values, _ in stacked]
+            tensors = [tensor for tensor, _ in stacked]
             return LayerStats(
                 self._params,
                 lr=self._lr,
-                stacked=values[0] if len(values) == 1 else torch.cat(values),
+                stacked=tensors[0] if len(tensors) == 1 else torch.cat(tensors),
                 dtype=dtypes.pop(),
             )
         columns: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
