@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from tvlars.optim import _native
+from tvlars.optim._multi_tensor import Scratch
 from tvlars.optim._paths import FUSED_CHOICES, PerStepValues, resolve_path, wants_native
 from tvlars.optim._stats import LayerStats
 
@@ -162,6 +163,7 @@ class LayerwiseOptimizer(Optimizer):
         )
         defaults = {**defaults, "adapt": None, "foreach": foreach, "fused": fused}
         self._per_step_values = PerStepValues()
+        self._scratch = Scratch()
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -184,6 +186,7 @@ class LayerwiseOptimizer(Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._per_step_values = PerStepValues()
+        self._scratch = Scratch()
         for group in self.param_groups:
             group.setdefault("step", 0)
             group.setdefault("adapt", None)

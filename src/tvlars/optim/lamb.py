@@ -23,6 +23,7 @@ from torch.autograd.graph import increment_version
 
 from tvlars.optim import _native
 from tvlars.optim._base import LayerwiseOptimizer, require
+from tvlars.optim._multi_tensor import Scratch, chunks, layer_norms
 from tvlars.optim._paths import (
     FOREACH,
     FUSED,
@@ -93,16 +94,27 @@ def lamb_foreach(
     weight_decay: float,
     weight_norm_clamp: tuple[float, float] | None,
     adapted: bool,
+    scratch: Scratch | None = None,
 ):
-    """Multi-tensor form of :func:`lamb_tensor` for tensors of one device and dtype."""
+    """Multi-tensor form of :func:`lamb_tensor` for tensors of one device and dtype.
+
+    With ``scratch``, the two temporaries are made in its memory instead of fresh tensors.
+    """
     torch._foreach_mul_(exp_avgs, beta1)
     torch._foreach_add_(exp_avgs, grads, alpha=1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-    denominators = torch._foreach_div(exp_avg_sqs, bias_correction2)
+    if scratch is None:
+        denominators = torch._foreach_div(exp_avg_sqs, bias_correction2)
+        directions = torch._foreach_div(exp_avgs, bias_correction1)
+    else:
+        denominators, directions = scratch.like(params, slot=1), scratch.like(params, slot=0)
+        for denominator, exp_avg_sq in zip(denominators, exp_avg_sqs):
+            torch.div(exp_avg_sq, bias_correction2, out=denominator)
+        for direction, exp_avg in zip(directions, exp_avgs):
+            torch.div(exp_avg, bias_correction1, out=direction)
     torch._foreach_sqrt_(denominators)
     torch._foreach_add_(denominators, eps)
-    directions = torch._foreach_div(exp_avgs, bias_correction1)
     torch._foreach_div_(directions, denominators)
     if not adapted:
         torch._foreach_add_(params, directions, alpha=-lr)
@@ -110,8 +122,8 @@ def lamb_foreach(
     if weight_decay != 0:
         torch._foreach_add_(directions, params, alpha=weight_decay)
     accumulate = norm_dtype(params[0].dtype)
-    weight_norms = torch.stack(torch._foreach_norm(params, 2, dtype=accumulate))
-    direction_norms = torch.stack(torch._foreach_norm(directions, 2, dtype=accumulate))
+    weight_norms = layer_norms(params, accumulate)
+    direction_norms = layer_norms(directions, accumulate)
     trusts = _lamb_trust_ratio(weight_norms, direction_norms, weight_norm_clamp).unbind(0)
     torch._foreach_mul_(directions, trusts)
     torch._foreach_add_(params, directions, alpha=-lr)
@@ -224,20 +236,23 @@ class LAMB(LayerwiseOptimizer):
         norms: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
 
         def foreach_over(indices_all: list[int], is_adapted: bool) -> None:
-            for indices in group_by_device_and_dtype(indices_all, params).values():
-                results = lamb_foreach(
-                    [params[i] for i in indices],
-                    [grads[i] for i in indices],
-                    [exp_avgs[i] for i in indices],
-                    [exp_avg_sqs[i] for i in indices],
-                    lr,
-                    bias_correction1,
-                    bias_correction2,
-                    adapted=is_adapted,
-                    **options,
-                )
-                if results is not None:
-                    norms.update(zip(indices, zip(*results)))
+            for bucket in group_by_device_and_dtype(indices_all, params).values():
+                on_cpu = params[bucket[0]].device.type == "cpu"
+                for indices in chunks(bucket, params):
+                    results = lamb_foreach(
+                        [params[i] for i in indices],
+                        [grads[i] for i in indices],
+                        [exp_avgs[i] for i in indices],
+                        [exp_avg_sqs[i] for i in indices],
+                        lr,
+                        bias_correction1,
+                        bias_correction2,
+                        adapted=is_adapted,
+                        scratch=self._scratch if on_cpu else None,
+                        **options,
+                    )
+                    if results is not None:
+                        norms.update(zip(indices, zip(*results)))
 
         adapted_idx = [i for i, a in enumerate(adapted) if a]
         excluded_idx = [i for i, a in enumerate(adapted) if not a]

@@ -27,6 +27,7 @@ from torch.autograd.graph import increment_version
 
 from tvlars.optim import _native
 from tvlars.optim._base import LayerStatsCollector, LayerwiseOptimizer, require
+from tvlars.optim._multi_tensor import Scratch, chunks, heavy_ball_step, layer_norms
 from tvlars.optim._paths import (
     FOREACH,
     FUSED,
@@ -75,9 +76,7 @@ def _apply_momentum_foreach(
         torch._foreach_copy_(params, new_params)
         torch._foreach_copy_(buffers, lookaheads)
     else:
-        torch._foreach_mul_(buffers, momentum)
-        torch._foreach_add_(buffers, updates)
-        torch._foreach_add_(params, buffers, alpha=-lr)
+        heavy_ball_step(params, updates, buffers, lr, momentum)
 
 
 # ------------------------------------------------------------------ per-tensor updates
@@ -151,21 +150,34 @@ def lars_adapted_foreach(
     eta: float,
     norm_clamp: float | None,
     nesterov: bool,
+    scratch: Scratch | None = None,
 ):
-    """Multi-tensor form of :func:`lars_adapted_tensor` for tensors of one device and dtype."""
+    """Multi-tensor form of :func:`lars_adapted_tensor` for tensors of one device and dtype.
+
+    With ``scratch``, the directions are made in its memory instead of fresh tensors.
+    """
     if weight_decay != 0:
-        directions = torch._foreach_add(grads, params, alpha=weight_decay)
+        if scratch is None:
+            directions = torch._foreach_add(grads, params, alpha=weight_decay)
+        else:
+            directions = scratch.like(params)
+            for direction, grad, param in zip(directions, grads, params):
+                torch.add(grad, param, alpha=weight_decay, out=direction)
     else:
         directions = list(grads)  # read only below: p.grad is never modified
     accumulate = norm_dtype(params[0].dtype)
-    weight_norms = torch.stack(torch._foreach_norm(params, 2, dtype=accumulate))
-    direction_norms = torch.stack(torch._foreach_norm(directions, 2, dtype=accumulate))
+    weight_norms = layer_norms(params, accumulate)
+    direction_norms = layer_norms(directions, accumulate)
     trusts = _trust_ratio(weight_norms, direction_norms, eta * scale, norm_clamp).unbind(0)
     if weight_decay != 0:
         torch._foreach_mul_(directions, trusts)
         updates = directions
-    else:
+    elif scratch is None:
         updates = torch._foreach_mul(directions, trusts)
+    else:
+        updates = scratch.like(params)
+        for update, direction, trust in zip(updates, directions, trusts):
+            torch.mul(direction, trust, out=update)
     _apply_momentum_foreach(params, updates, buffers, lr, momentum, nesterov)
     return weight_norms.unbind(0), direction_norms.unbind(0), trusts
 
@@ -181,7 +193,8 @@ def lars_excluded_foreach(
     nesterov: bool,
 ) -> None:
     """Multi-tensor form of :func:`lars_excluded_tensor`."""
-    updates = torch._foreach_mul(grads, scale)
+    # Every momentum form reads its updates only, so unscaled gradients can go as they are.
+    updates = list(grads) if scale == 1 else torch._foreach_mul(grads, scale)
     _apply_momentum_foreach(params, updates, buffers, lr, momentum, nesterov)
 
 
@@ -206,11 +219,13 @@ def lars_update_group(
     nesterov: bool,
     collector: LayerStatsCollector | None,
     per_step_values: Callable[[torch.device, tuple[float, ...]], Tensor],
+    scratch: Scratch | None = None,
 ) -> None:
     """Update one param group along ``path`` ("single", "foreach", "fused" or "native").
 
     ``per_step_values(device, values)`` gives the fused path its per-step values as a
-    device tensor (see :class:`~tvlars.optim._paths.PerStepValues`).
+    device tensor (see :class:`~tvlars.optim._paths.PerStepValues`); ``scratch`` holds the
+    multi-tensor path's temporaries (see :mod:`tvlars.optim._multi_tensor`).
     """
     adapted_idx = [i for i, a in enumerate(adapted) if a]
     excluded_idx = [i for i, a in enumerate(adapted) if not a]
@@ -256,16 +271,18 @@ def lars_update_group(
             )
 
     if path == FOREACH:
-        for indices in group_by_device_and_dtype(adapted_idx, params).values():
-            results = lars_adapted_foreach(
-                [params[i] for i in indices],
-                [grads[i] for i in indices],
-                [buffers[i] for i in indices],
-                lr,
-                scale,
-                **options,
-            )
-            norms.update(zip(indices, zip(*results)))
+        for bucket in group_by_device_and_dtype(adapted_idx, params).values():
+            for indices in chunks(bucket, params):
+                results = lars_adapted_foreach(
+                    [params[i] for i in indices],
+                    [grads[i] for i in indices],
+                    [buffers[i] for i in indices],
+                    lr,
+                    scale,
+                    scratch=scratch if params[indices[0]].device.type == "cpu" else None,
+                    **options,
+                )
+                norms.update(zip(indices, zip(*results)))
     elif path == FUSED:
         values = (lr, eta * scale, momentum, weight_decay)
         on_device: dict[torch.device, Tensor] = {}
@@ -402,5 +419,6 @@ class LARS(LayerwiseOptimizer):
             norm_clamp=norm_clamp,
             nesterov=group["nesterov"],
             collector=collector,
+            scratch=self._scratch,
             per_step_values=functools.partial(self._per_step_values, id(group)),
         )
