@@ -70,10 +70,8 @@ def build_revision(revision: str, directory: Path) -> _native.NativeKernels:
     if compiler is None:
         raise SystemExit("no C++ compiler found (set CXX)")
     library = directory / "old.so"
-    subprocess.run(
-        [compiler, *_native._FLAGS, str(directory / "old.cpp"), "-o", str(library), "-fopenmp"],
-        check=True,
-    )
+    # The options the working tree's own build takes, so that only the source differs.
+    _native._build(compiler, library, source=directory / "old.cpp")
     try:
         return _native.NativeKernels(ctypes.CDLL(str(library)))
     except AttributeError as error:

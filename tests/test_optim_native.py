@@ -142,6 +142,57 @@ def test_a_compiler_that_fails_gives_one_warning_and_no_kernels(tmp_path, monkey
         _native.kernels.cache_clear()
 
 
+def test_a_failed_build_is_not_retried_by_the_next_process_until_its_marker_goes(
+    tmp_path, monkeypatch
+):
+    calls = tmp_path / "calls"
+    failing = tmp_path / "broken-cxx"
+    failing.write_text(f"#!/bin/sh\necho x >> {calls}\necho 'cannot compile' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setenv("CXX", str(failing))
+    monkeypatch.setenv("TVLARS_CACHE", str(tmp_path / "cache"))
+    _native.kernels.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="cannot compile"):
+            assert _native.kernels() is None
+        tries = len(calls.read_text().splitlines())
+        _native.kernels.cache_clear()  # as a new process would start
+        with pytest.warns(RuntimeWarning, match="cannot compile.*delete .* to try again"):
+            assert _native.kernels() is None
+        assert len(calls.read_text().splitlines()) == tries
+        (marker,) = (tmp_path / "cache" / "kernels").glob("*.failed")
+        marker.unlink()
+        _native.kernels.cache_clear()
+        with pytest.warns(RuntimeWarning, match="cannot compile"):
+            assert _native.kernels() is None
+        assert len(calls.read_text().splitlines()) == 2 * tries
+    finally:
+        _native.kernels.cache_clear()
+
+
+@needs_native
+def test_a_compiler_without_march_native_still_builds_working_kernels(tmp_path, monkeypatch):
+    real = _native._compiler()
+    picky = tmp_path / "picky-cxx"
+    picky.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do [ "$arg" = -march=native ] && '
+        "{ echo 'unsupported option -march=native' >&2; exit 1; }; done\n"
+        f'exec {real} "$@"\n'
+    )
+    picky.chmod(0o755)
+    monkeypatch.setenv("CXX", str(picky))
+    monkeypatch.setenv("TVLARS_CACHE", str(tmp_path / "cache"))
+    _native.kernels.cache_clear()
+    try:
+        assert _native.kernels() is not None
+        ours, _ = run_optimizer(lambda params: LARS(params, lr=0.7, fused="native"), 2)
+        expected = run_reference(lambda shape: ReferenceLARS(lr=0.7, adapted=len(shape) > 1), 2)
+        assert_matches(ours, expected, rtol=1e-10)
+    finally:
+        _native.kernels.cache_clear()
+
+
 @needs_native
 def test_the_built_library_is_cached_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("TVLARS_CACHE", str(tmp_path))

@@ -42,7 +42,6 @@ SOURCE = Path(__file__).with_name("_native_kernels.cpp")
 DISABLE_ENV = "TVLARS_NATIVE"
 _FLAGS = [
     "-O3",
-    "-march=native",
     "-ffp-contract=off",
     "-fno-math-errno",
     "-std=c++17",
@@ -344,21 +343,26 @@ def _cpu_identity() -> str:
         return platform.processor() or platform.machine()
 
 
-def _build(compiler: str, target: Path) -> None:
+# Tried in order until one builds: this CPU's full instruction set, then a portable build
+# for compilers that do not know -march=native (older Apple clang on arm64); OpenMP
+# threads where the compiler has them, else one thread, still vectorized (the simd
+# reductions need -fopenmp-simd to be allowed to reorder their sums).
+_ARCH_OPTIONS = (["-march=native"], [])
+_OPENMP_OPTIONS = (["-fopenmp"], ["-fopenmp-simd"], [])
+
+
+def _build(compiler: str, target: Path, source: Path = SOURCE) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         built = Path(scratch) / target.name
-        command = [compiler, *_FLAGS, str(SOURCE), "-o", str(built)]
-        # OpenMP when the compiler has it; otherwise one thread, still vectorized (the simd
-        # reductions need -fopenmp-simd to be allowed to reorder their sums).
-        result = subprocess.run([*command, "-fopenmp"], capture_output=True, text=True)
-        if result.returncode != 0:
-            result = subprocess.run([*command, "-fopenmp-simd"], capture_output=True, text=True)
-        if result.returncode != 0:
-            result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
-        os.replace(built, target)  # atomic: a concurrent builder finds a complete file
+        command = [compiler, *_FLAGS, str(source), "-o", str(built)]
+        for arch in _ARCH_OPTIONS:
+            for openmp in _OPENMP_OPTIONS:
+                result = subprocess.run([*command, *arch, *openmp], capture_output=True, text=True)
+                if result.returncode == 0:
+                    os.replace(built, target)  # atomic: a concurrent builder finds a whole file
+                    return
+        raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
 
 
 @functools.cache
@@ -369,13 +373,23 @@ def kernels() -> NativeKernels | None:
     compiler = _compiler()
     if compiler is None:
         return None
+    options = [*_FLAGS, *(" ".join(o) for o in (*_ARCH_OPTIONS, *_OPENMP_OPTIONS))]
     key = hashlib.sha256(
-        "\0".join([SOURCE.read_text(), compiler, *_FLAGS, _cpu_identity()]).encode()
+        "\0".join([SOURCE.read_text(), compiler, *options, _cpu_identity()]).encode()
     ).hexdigest()[:16]
     target = resolve_cache_dir() / "kernels" / f"tvlars-optim-{key}.so"
+    # A build that failed is not retried by every process (each try takes seconds); the
+    # marker holds the compiler's message, and deleting it asks for a new try.
+    failed = target.with_suffix(".failed")
     try:
+        if failed.exists():
+            raise RuntimeError(f"{failed.read_text().strip()} (delete {failed} to try again)")
         if not target.exists():
-            _build(compiler, target)
+            try:
+                _build(compiler, target)
+            except RuntimeError as error:
+                _write_atomically(failed, str(error))
+                raise
         return NativeKernels(ctypes.CDLL(str(target)))
     except (OSError, RuntimeError) as error:
         warnings.warn(
@@ -385,3 +399,10 @@ def kernels() -> NativeKernels | None:
             stacklevel=2,
         )
         return None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as file:
+        file.write(text)
+    os.replace(file.name, path)
