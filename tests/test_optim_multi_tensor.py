@@ -4,12 +4,20 @@ kernel must not be used."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from tvlars import LAMB, LARS
 from tvlars.optim import _multi_tensor
-from tvlars.optim._multi_tensor import Scratch, chunks, heavy_ball_step, layer_norms
+from tvlars.optim._multi_tensor import (
+    Scratch,
+    chunks,
+    heavy_ball_step,
+    layer_norms,
+    negated_adam_directions,
+)
 
 
 def heavy_ball_by_hand(param, update, buffer, lr, momentum):
@@ -157,3 +165,61 @@ def test_the_multi_tensor_path_reuses_its_scratch_memory_from_step_to_step(make)
     assert buffers and {k: v.data_ptr() for k, v in buffers.items()} == {
         k: v.data_ptr() for k, v in optimizer._scratch._buffers.items()
     }
+
+
+def adam_by_hand(grad, exp_avg, exp_avg_sq, step, beta1, beta2, eps):
+    """(m, v, Adam direction) in float64; step=inf: no bias correction."""
+    grad = grad.double()
+    m = beta1 * exp_avg.double() + (1 - beta1) * grad
+    v = beta2 * exp_avg_sq.double() + (1 - beta2) * grad * grad
+    c1, c2 = 1 - beta1**step, 1 - beta2**step
+    return m, v, (m / c1) / ((v / c2).sqrt() + eps)
+
+
+@pytest.mark.parametrize("step", [1, 7, math.inf])
+def test_negated_adam_directions_update_the_moments_and_give_minus_the_direction(step):
+    generator = torch.Generator().manual_seed(3)
+    shapes = [(50, 20), (7,)]
+    grads = [torch.randn(s, generator=generator) for s in shapes]
+    exp_avgs = [0.1 * torch.randn(s, generator=generator) for s in shapes]
+    exp_avg_sqs = [0.01 * torch.rand(s, generator=generator) for s in shapes]
+    expected = [adam_by_hand(*t, step, 0.9, 0.999, 1e-6) for t in zip(grads, exp_avgs, exp_avg_sqs)]
+    negated = negated_adam_directions(
+        Scratch(), grads, exp_avgs, exp_avg_sqs, step, 0.9, 0.999, 1e-6
+    )
+    assert negated is not None
+    for values, m, v, (want_m, want_v, direction) in zip(negated, exp_avgs, exp_avg_sqs, expected):
+        torch.testing.assert_close(m.double(), want_m, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(v.double(), want_v, rtol=1e-6, atol=1e-9)
+        torch.testing.assert_close(-values.double(), direction, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make_tensors",
+    [
+        lambda: [torch.randn(6, 4, dtype=torch.bfloat16) for _ in range(3)],
+        lambda: [torch.randn(4, 6).t(), torch.randn(6, 4), torch.rand(6, 4)],
+    ],
+    ids=["bfloat16", "laid out differently"],
+)
+def test_negated_adam_directions_decline_tensors_the_fused_kernel_gets_wrong(make_tensors):
+    grad, exp_avg, exp_avg_sq = make_tensors()
+    before = (exp_avg.clone(), exp_avg_sq.clone())
+    result = negated_adam_directions(Scratch(), [grad], [exp_avg], [exp_avg_sq], 1, 0.9, 0.99, 1e-6)
+    assert result is None
+    assert torch.equal(exp_avg, before[0]) and torch.equal(exp_avg_sq, before[1])
+
+
+def test_lamb_moments_loaded_in_another_layout_give_the_same_steps():
+    def run(reload_transposed: bool):
+        weight = torch.nn.Parameter(torch.randn(6, 5, generator=torch.Generator().manual_seed(1)))
+        optimizer = LAMB([weight], lr=0.05, foreach=True)
+        for step in range(3):
+            weight.grad = torch.randn(6, 5, generator=torch.Generator().manual_seed(10 + step))
+            optimizer.step()
+            if reload_transposed and step == 0:
+                state = optimizer.state[weight]
+                state["exp_avg"] = state["exp_avg"].t().contiguous().t()
+        return weight.detach()
+
+    torch.testing.assert_close(run(True), run(False), rtol=1e-6, atol=1e-7)

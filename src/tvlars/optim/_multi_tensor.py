@@ -21,8 +21,11 @@ not kernel launches; written as on a GPU it paid for three things it did not nee
   products (:func:`layer_norms`), 1.6x as fast;
 
 and heavy-ball momentum takes torch's fused SGD kernel on CPU and CUDA (one pass where
-three foreach ops made three, :func:`heavy_ball_step`). On other devices buckets go whole,
-with fresh temporaries (GPU caching allocators recycle them) and ``torch._foreach_norm``.
+three foreach ops made three, :func:`heavy_ball_step`), and LAMB's moments and Adam
+direction torch's fused Adam kernel on CPU (one pass where eight foreach ops made eight,
+:func:`negated_adam_directions`). Both kernels are used only where they are right: for
+float32/float64 tensors laid out alike. On other devices buckets go whole, with fresh
+temporaries (GPU caching allocators recycle them) and ``torch._foreach_norm``.
 """
 
 from __future__ import annotations
@@ -164,3 +167,50 @@ def heavy_ball_step(
     torch._foreach_mul_(buffers, momentum)
     torch._foreach_add_(buffers, updates)
     torch._foreach_add_(params, buffers, alpha=-lr)
+
+
+def negated_adam_directions(
+    scratch: Scratch,
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    bias_step: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+) -> list[Tensor] | None:
+    """Adam's moment updates and minus its direction, in one pass of torch's fused Adam.
+
+    ``m <- b1*m + (1-b1)*g``, ``v <- b2*v + (1-b2)*g*g`` in place, and, in ``scratch``
+    memory, ``-(m/c1) / (sqrt(v/c2) + eps)`` with ``c = 1 - b^bias_step``
+    (``bias_step=math.inf``: no bias correction). The fused kernel updates a "parameter"
+    that starts at zero with lr 1, so it ends as minus the direction; torch computes the
+    denominator as ``sqrt(v)/sqrt(c2) + eps``, equal to the spec's up to rounding.
+
+    ``None`` (and nothing changed) unless the tensors are CPU float32/float64 and each
+    triple is laid out alike: the same hazards as :func:`heavy_ball_step`'s kernel.
+    """
+    first = grads[0]
+    if first.device.type != "cpu" or first.dtype not in _FUSED_SGD_DTYPES:
+        return None
+    if not all(map(_same_dense_layout, grads, exp_avgs, exp_avg_sqs)):
+        return None
+    negated = scratch.like(exp_avgs)
+    torch._foreach_zero_(negated)
+    steps = [torch.tensor(float(bias_step))] * len(grads)  # read by the kernel, not advanced
+    torch._fused_adam_(
+        negated,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        [],
+        steps,
+        lr=1.0,
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=0.0,
+        eps=eps,
+        amsgrad=False,
+        maximize=False,
+    )
+    return negated

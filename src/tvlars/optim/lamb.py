@@ -23,7 +23,7 @@ from torch.autograd.graph import increment_version
 
 from tvlars.optim import _native
 from tvlars.optim._base import LayerwiseOptimizer, require
-from tvlars.optim._multi_tensor import Scratch, chunks, layer_norms
+from tvlars.optim._multi_tensor import Scratch, chunks, layer_norms, negated_adam_directions
 from tvlars.optim._paths import (
     FOREACH,
     FUSED,
@@ -95,11 +95,23 @@ def lamb_foreach(
     weight_norm_clamp: tuple[float, float] | None,
     adapted: bool,
     scratch: Scratch | None = None,
+    bias_step: float = math.inf,
 ):
     """Multi-tensor form of :func:`lamb_tensor` for tensors of one device and dtype.
 
-    With ``scratch``, the two temporaries are made in its memory instead of fresh tensors.
+    With ``scratch`` (CPU), temporaries are made in its memory instead of fresh tensors,
+    and where torch's fused Adam kernel can take the tensors it makes Adam's direction in
+    one pass (``bias_step``: the step count s of the bias corrections, ``math.inf`` for
+    none; it must match ``bias_correction1/2``).
     """
+    if scratch is not None:
+        negated = negated_adam_directions(
+            scratch, grads, exp_avgs, exp_avg_sqs, bias_step, beta1, beta2, eps
+        )
+        if negated is not None:
+            return _lamb_apply_negated(
+                params, negated, lr, weight_decay, weight_norm_clamp, adapted
+            )
     torch._foreach_mul_(exp_avgs, beta1)
     torch._foreach_add_(exp_avgs, grads, alpha=1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
@@ -127,6 +139,30 @@ def lamb_foreach(
     trusts = _lamb_trust_ratio(weight_norms, direction_norms, weight_norm_clamp).unbind(0)
     torch._foreach_mul_(directions, trusts)
     torch._foreach_add_(params, directions, alpha=-lr)
+    return weight_norms.unbind(0), direction_norms.unbind(0), trusts
+
+
+def _lamb_apply_negated(
+    params: list[Tensor],
+    negated: list[Tensor],
+    lr: float,
+    weight_decay: float,
+    weight_norm_clamp: tuple[float, float] | None,
+    adapted: bool,
+):
+    """The rest of :func:`lamb_foreach` from minus the Adam direction, ``-a``: with
+    ``-u = -a - wd*w`` (adapted layers; ``|-u| = |u|``), ``w <- w + lr*trust*(-u)``."""
+    if not adapted:
+        torch._foreach_add_(params, negated, alpha=lr)
+        return None
+    if weight_decay != 0:
+        torch._foreach_add_(negated, params, alpha=-weight_decay)
+    accumulate = norm_dtype(params[0].dtype)
+    weight_norms = layer_norms(params, accumulate)
+    direction_norms = layer_norms(negated, accumulate)
+    trusts = _lamb_trust_ratio(weight_norms, direction_norms, weight_norm_clamp).unbind(0)
+    torch._foreach_mul_(negated, trusts)
+    torch._foreach_add_(params, negated, alpha=lr)
     return weight_norms.unbind(0), direction_norms.unbind(0), trusts
 
 
@@ -249,6 +285,7 @@ class LAMB(LayerwiseOptimizer):
                         bias_correction2,
                         adapted=is_adapted,
                         scratch=self._scratch if on_cpu else None,
+                        bias_step=step_count if group["bias_correction"] else math.inf,
                         **options,
                     )
                     if results is not None:
