@@ -47,12 +47,22 @@ _FUSED_SGD_DEVICES = {"cpu", "cuda"}
 _FUSED_SGD_DTYPES = (torch.float32, torch.float64)
 
 
+def eager_on_cpu(tensor: Tensor) -> bool:
+    """Whether the CPU arrangement applies: a CPU tensor, outside ``torch.compile``.
+
+    Inside a step the user compiles, the plain foreach ops are what inductor can trace and
+    fuse; the fused SGD/Adam kernels have no meta implementation on CPU, and scratch
+    memory kept between calls is a mutation functionalization refuses.
+    """
+    return tensor.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
 def chunks(indices: Sequence[int], tensors: Sequence[Tensor]) -> list[list[int]]:
-    """``indices`` split into consecutive runs, for CPU tensors, of at most
-    :data:`CPU_CHUNK_NUMEL` elements each (or one tensor, if larger); one run elsewhere."""
+    """``indices`` split into consecutive runs of at most :data:`CPU_CHUNK_NUMEL` elements
+    each (or one tensor, if larger) where :func:`eager_on_cpu`; one run elsewhere."""
     if not indices:
         return []
-    if tensors[indices[0]].device.type != "cpu":
+    if not eager_on_cpu(tensors[indices[0]]):
         return [list(indices)]
     runs: list[list[int]] = []
     run: list[int] = []
@@ -124,7 +134,7 @@ def layer_norms(tensors: Sequence[Tensor], accumulate: torch.dtype) -> Tensor:
     float32, more exact than torch's CPU norm kernel; see the module docstring).
     """
     first = tensors[0]
-    if first.device.type == "cpu" and first.dtype in (torch.float32, torch.float64):
+    if eager_on_cpu(first) and first.dtype in (torch.float32, torch.float64):
         flat = [tensor.reshape(-1) for tensor in tensors]
         return torch.stack([torch.dot(x, x) for x in flat]).sqrt_().to(accumulate)
     return torch.stack(torch._foreach_norm(tensors, 2, dtype=accumulate))
@@ -137,12 +147,13 @@ def heavy_ball_step(
 
     On CPU and CUDA this is torch's fused SGD kernel with no weight decay and no dampening
     (one pass over w, d and m; it reads ``updates`` only, so they may be gradients), when
-    the tensors are float32/float64 and each triple is laid out alike. Otherwise, or where
-    that kernel is missing, three foreach ops.
+    the tensors are float32/float64 and each triple is laid out alike, outside
+    ``torch.compile``. Otherwise, or where that kernel is missing, three foreach ops.
     """
     device_type = params[0].device.type
     if (
         device_type in _FUSED_SGD_DEVICES
+        and not torch.compiler.is_compiling()
         and params[0].dtype in _FUSED_SGD_DTYPES
         and all(map(_same_dense_layout, params, updates, buffers))
     ):
@@ -191,7 +202,7 @@ def negated_adam_directions(
     triple is laid out alike: the same hazards as :func:`heavy_ball_step`'s kernel.
     """
     first = grads[0]
-    if first.device.type != "cpu" or first.dtype not in _FUSED_SGD_DTYPES:
+    if not eager_on_cpu(first) or first.dtype not in _FUSED_SGD_DTYPES:
         return None
     if not all(map(_same_dense_layout, grads, exp_avgs, exp_avg_sqs)):
         return None

@@ -23,7 +23,13 @@ from torch.autograd.graph import increment_version
 
 from tvlars.optim import _native
 from tvlars.optim._base import LayerwiseOptimizer, require
-from tvlars.optim._multi_tensor import Scratch, chunks, layer_norms, negated_adam_directions
+from tvlars.optim._multi_tensor import (
+    Scratch,
+    chunks,
+    eager_on_cpu,
+    layer_norms,
+    negated_adam_directions,
+)
 from tvlars.optim._paths import (
     FOREACH,
     FUSED,
@@ -273,7 +279,7 @@ class LAMB(LayerwiseOptimizer):
 
         def foreach_over(indices_all: list[int], is_adapted: bool) -> None:
             for bucket in group_by_device_and_dtype(indices_all, params).values():
-                on_cpu = params[bucket[0]].device.type == "cpu"
+                on_cpu = eager_on_cpu(params[bucket[0]])
                 for indices in chunks(bucket, params):
                     results = lamb_foreach(
                         [params[i] for i in indices],

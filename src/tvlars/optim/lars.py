@@ -27,7 +27,13 @@ from torch.autograd.graph import increment_version
 
 from tvlars.optim import _native
 from tvlars.optim._base import LayerStatsCollector, LayerwiseOptimizer, require
-from tvlars.optim._multi_tensor import Scratch, chunks, heavy_ball_step, layer_norms
+from tvlars.optim._multi_tensor import (
+    Scratch,
+    chunks,
+    eager_on_cpu,
+    heavy_ball_step,
+    layer_norms,
+)
 from tvlars.optim._paths import (
     FOREACH,
     FUSED,
@@ -279,7 +285,7 @@ def lars_update_group(
                     [buffers[i] for i in indices],
                     lr,
                     scale,
-                    scratch=scratch if params[indices[0]].device.type == "cpu" else None,
+                    scratch=scratch if eager_on_cpu(params[indices[0]]) else None,
                     **options,
                 )
                 norms.update(zip(indices, zip(*results)))
