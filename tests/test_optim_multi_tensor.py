@@ -144,11 +144,13 @@ def test_layer_norms_are_the_l2_norms_of_each_tensor(dtype):
     ]
     tensors.append(torch.randn(9, 4, generator=generator).to(dtype).t())
     accumulate = torch.float32 if dtype == torch.bfloat16 else dtype
-    norms = layer_norms(tensors, accumulate)
-    assert norms.dtype == accumulate and norms.shape == (len(tensors),)
-    exact = torch.stack([t.double().square().sum().sqrt() for t in tensors])
     rtol = 1e-12 if dtype == torch.float64 else 1e-5
-    torch.testing.assert_close(norms.double(), exact, rtol=rtol, atol=0)
+    # Several tensors at once (one foreach call), and each alone (a BLAS dot product).
+    for group in [tensors, *([t] for t in tensors)]:
+        norms = layer_norms(group, accumulate)
+        assert norms.dtype == accumulate and norms.shape == (len(group),)
+        exact = torch.stack([t.double().square().sum().sqrt() for t in group])
+        torch.testing.assert_close(norms.double(), exact, rtol=rtol, atol=0)
 
 
 @pytest.mark.parametrize(

@@ -130,11 +130,14 @@ def _same_dense_layout(first: Tensor, second: Tensor, third: Tensor) -> bool:
 def layer_norms(tensors: Sequence[Tensor], accumulate: torch.dtype) -> Tensor:
     """``|x|`` (L2) of each tensor, stacked into one 1-D tensor of dtype ``accumulate``.
 
-    CPU float32/float64 tensors: ``sqrt(x . x)`` with BLAS dot products (faster and, in
-    float32, more exact than torch's CPU norm kernel; see the module docstring).
+    One CPU float32/float64 tensor (a chunk that is one large layer): ``sqrt(x . x)`` with
+    a BLAS dot product (faster and, in float32, more exact than torch's CPU norm kernel;
+    see the module docstring). Several tensors (a chunk of small layers): one
+    ``torch._foreach_norm`` call, as a call per tensor would cost more than it saves.
     """
     first = tensors[0]
-    if eager_on_cpu(first) and first.dtype in (torch.float32, torch.float64):
+    single = len(tensors) == 1
+    if single and eager_on_cpu(first) and first.dtype in (torch.float32, torch.float64):
         flat = [tensor.reshape(-1) for tensor in tensors]
         return torch.stack([torch.dot(x, x) for x in flat]).sqrt_().to(accumulate)
     return torch.stack(torch._foreach_norm(tensors, 2, dtype=accumulate))

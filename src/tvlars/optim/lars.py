@@ -279,13 +279,17 @@ def lars_update_group(
     if path == FOREACH:
         for bucket in group_by_device_and_dtype(adapted_idx, params).values():
             for indices in chunks(bucket, params):
+                # Scratch memory pays for a chunk that is one large layer (fresh memory for
+                # it page-faults); a chunk of small layers does better with one foreach call
+                # than with a Python loop, and the allocator reuses small blocks.
+                on_cpu_alone = len(indices) == 1 and eager_on_cpu(params[indices[0]])
                 results = lars_adapted_foreach(
                     [params[i] for i in indices],
                     [grads[i] for i in indices],
                     [buffers[i] for i in indices],
                     lr,
                     scale,
-                    scratch=scratch if eager_on_cpu(params[indices[0]]) else None,
+                    scratch=scratch if on_cpu_alone else None,
                     **options,
                 )
                 norms.update(zip(indices, zip(*results)))
