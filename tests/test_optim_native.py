@@ -128,13 +128,18 @@ def test_tvlars_native_zero_disables_the_kernels(monkeypatch):
         _native.kernels.cache_clear()
 
 
-def test_a_compiler_that_fails_gives_one_warning_and_no_kernels(tmp_path, monkeypatch):
-    failing = tmp_path / "broken-cxx"
-    failing.write_text("#!/bin/sh\necho 'cannot compile' >&2\nexit 1\n")
-    failing.chmod(0o755)
-    monkeypatch.setenv("CXX", str(failing))
+def use_compiler(tmp_path, monkeypatch, script: str) -> None:
+    """Make the shell ``script`` the C++ compiler, with an empty kernel cache."""
+    compiler = tmp_path / "cxx"
+    compiler.write_text("#!/bin/sh\n" + script)
+    compiler.chmod(0o755)
+    monkeypatch.setenv("CXX", str(compiler))
     monkeypatch.setenv("TVLARS_CACHE", str(tmp_path / "cache"))
     _native.kernels.cache_clear()
+
+
+def test_a_compiler_that_fails_gives_one_warning_and_no_kernels(tmp_path, monkeypatch):
+    use_compiler(tmp_path, monkeypatch, "echo 'cannot compile' >&2\nexit 1\n")
     try:
         with pytest.warns(RuntimeWarning, match="cannot compile"):
             assert _native.kernels() is None
@@ -146,12 +151,7 @@ def test_a_failed_build_is_not_retried_by_the_next_process_until_its_marker_goes
     tmp_path, monkeypatch
 ):
     calls = tmp_path / "calls"
-    failing = tmp_path / "broken-cxx"
-    failing.write_text(f"#!/bin/sh\necho x >> {calls}\necho 'cannot compile' >&2\nexit 1\n")
-    failing.chmod(0o755)
-    monkeypatch.setenv("CXX", str(failing))
-    monkeypatch.setenv("TVLARS_CACHE", str(tmp_path / "cache"))
-    _native.kernels.cache_clear()
+    use_compiler(tmp_path, monkeypatch, f"echo x >> {calls}\necho 'cannot compile' >&2\nexit 1\n")
     try:
         with pytest.warns(RuntimeWarning, match="cannot compile"):
             assert _native.kernels() is None
@@ -173,17 +173,13 @@ def test_a_failed_build_is_not_retried_by_the_next_process_until_its_marker_goes
 @needs_native
 def test_a_compiler_without_march_native_still_builds_working_kernels(tmp_path, monkeypatch):
     real = _native._compiler()
-    picky = tmp_path / "picky-cxx"
-    picky.write_text(
-        "#!/bin/sh\n"
+    use_compiler(
+        tmp_path,
+        monkeypatch,
         'for arg in "$@"; do [ "$arg" = -march=native ] && '
         "{ echo 'unsupported option -march=native' >&2; exit 1; }; done\n"
-        f'exec {real} "$@"\n'
+        f'exec {real} "$@"\n',
     )
-    picky.chmod(0o755)
-    monkeypatch.setenv("CXX", str(picky))
-    monkeypatch.setenv("TVLARS_CACHE", str(tmp_path / "cache"))
-    _native.kernels.cache_clear()
     try:
         assert _native.kernels() is not None
         ours, _ = run_optimizer(lambda params: LARS(params, lr=0.7, fused="native"), 2)
