@@ -16,6 +16,10 @@ SHAPES: list[tuple[int, ...]] = [(3, 2, 3, 3), (5, 4), (4,), (1,)]
 PATHS: dict[str, dict] = {
     "single": {"foreach": False},
     "foreach": {"foreach": True},
+    # The multi-tensor path with every tensor a chunk of its own (tests/conftest.py sets
+    # the chunk size for it): the CPU branch that large layers take (scratch memory,
+    # dot-product norms), which the small test tensors would otherwise never reach.
+    "foreach-chunked": {"foreach": True},
     "native": {"fused": "native"},  # the C++ kernels (what fused=True takes on CPU)
     "compiled": {"fused": "compile"},  # torch.compile (what fused=True takes on GPUs)
 }
