@@ -31,6 +31,11 @@ FUSED_CHOICES = (None, False, True, "native", "compile")
 # Below this many adapted elements in a param group, compilation costs more than it saves
 # in any short run (see docs/benchmarks.md), so the automatic choice stays with foreach.
 FUSED_MIN_NUMEL = 1 << 20
+# Whether the automatic choice may compile CPU groups (those the native kernels cannot
+# take). No: on ResNet-18/50 shapes the compiled LARS step was 1.25-1.33x as fast as the
+# multi-tensor one but repaid its 12-16 s cold compile only after 800-2000 steps, and the
+# compiled LAMB step was slower than the multi-tensor one (docs/benchmarks.md, session 5).
+AUTO_COMPILE_ON_CPU = False
 
 
 def resolve_path(
@@ -46,8 +51,8 @@ def resolve_path(
     native kernels where they can run the group (``native_ok``: CPU tensors of a supported
     dtype and layout, and a working C++ compiler), else ``torch.compile``; ``foreach``
     True/False are obeyed. With both left at ``None``: the native kernels where they can
-    run the group, else ``torch.compile`` where the compiler works for the device and the
-    group is large enough to repay compilation, else the multi-tensor path.
+    run the group, else (off the CPU) ``torch.compile`` where the compiler works for the
+    device and the group is large enough to repay compilation, else the multi-tensor path.
     """
     if fused == "native":
         if not native_ok:
@@ -65,7 +70,8 @@ def resolve_path(
         return FOREACH if foreach else SINGLE
     if fused is None and native_ok:
         return NATIVE
-    if fused is None and numel >= FUSED_MIN_NUMEL and compile_supported(device):
+    auto_compile = device.type != "cpu" or AUTO_COMPILE_ON_CPU
+    if fused is None and auto_compile and numel >= FUSED_MIN_NUMEL and compile_supported(device):
         return FUSED
     return FOREACH
 
