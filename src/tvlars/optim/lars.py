@@ -70,16 +70,28 @@ def _apply_momentum_foreach(
     lr: float,
     momentum: float,
     nesterov: bool,
+    overwrite_updates: bool,
 ) -> None:
-    """Multi-tensor form of :func:`_apply_momentum` (same arithmetic, same order)."""
+    """Multi-tensor form of :func:`_apply_momentum` (same arithmetic, same order).
+
+    ``overwrite_updates``: the updates are this step's own temporaries (not gradients), so
+    the Nesterov form may build its lookahead in them instead of in fresh memory.
+    """
     if buffers[0] is None:
         torch._foreach_add_(params, updates, alpha=-lr)
     elif nesterov:
-        lookaheads = torch._foreach_add(params, updates, alpha=-lr)
-        new_params = torch._foreach_sub(lookaheads, buffers)
-        torch._foreach_mul_(new_params, momentum)
-        torch._foreach_add_(new_params, lookaheads)
-        torch._foreach_copy_(params, new_params)
+        # y = w - lr*d;  w = y + mu*(y - y_prev);  y_prev = y. Sign flips are exact, so
+        # w + (-lr*d) is w - lr*d and (y_prev - y)*(-mu) is mu*(y - y_prev), bit for bit.
+        if overwrite_updates:
+            lookaheads = updates
+            torch._foreach_mul_(lookaheads, -lr)
+        else:
+            lookaheads = torch._foreach_mul(updates, -lr)
+        torch._foreach_add_(lookaheads, params)
+        torch._foreach_sub_(buffers, lookaheads)
+        torch._foreach_mul_(buffers, -momentum)
+        torch._foreach_copy_(params, lookaheads)
+        torch._foreach_add_(params, buffers)
         torch._foreach_copy_(buffers, lookaheads)
     else:
         heavy_ball_step(params, updates, buffers, lr, momentum)
@@ -184,7 +196,7 @@ def lars_adapted_foreach(
         updates = scratch.like(params)
         for update, direction, trust in zip(updates, directions, trusts):
             torch.mul(direction, trust, out=update)
-    _apply_momentum_foreach(params, updates, buffers, lr, momentum, nesterov)
+    _apply_momentum_foreach(params, updates, buffers, lr, momentum, nesterov, True)
     return weight_norms.unbind(0), direction_norms.unbind(0), trusts
 
 
@@ -199,9 +211,12 @@ def lars_excluded_foreach(
     nesterov: bool,
 ) -> None:
     """Multi-tensor form of :func:`lars_excluded_tensor`."""
-    # Every momentum form reads its updates only, so unscaled gradients can go as they are.
-    updates = list(grads) if scale == 1 else torch._foreach_mul(grads, scale)
-    _apply_momentum_foreach(params, updates, buffers, lr, momentum, nesterov)
+    # Unscaled gradients go as they are (read only); scaled ones are ours to overwrite.
+    if scale == 1:
+        _apply_momentum_foreach(params, list(grads), buffers, lr, momentum, nesterov, False)
+    else:
+        updates = torch._foreach_mul(grads, scale)
+        _apply_momentum_foreach(params, updates, buffers, lr, momentum, nesterov, True)
 
 
 # -------------------------------------------------------------------------- the group
