@@ -9,23 +9,25 @@ not kernel launches; written as on a GPU it paid for three things it did not nee
 
 - fresh temporaries every step: torch's CPU allocator gives large freed blocks back to
   the system, so each step page-faults them in again (two thirds of the time of the op
-  that made the directions ``g + wd*w``). Here temporaries live in a :class:`Scratch`
-  that the optimizer keeps from step to step;
+  that made the directions ``g + wd*w``). Here the temporaries of a large layer live in
+  a :class:`Scratch` that the optimizer keeps from step to step (small blocks are
+  reused by the allocator anyway);
 - whole-list ops, each streaming every layer through memory before the next op starts.
   Here a CPU bucket goes in chunks of about :data:`CPU_CHUNK_NUMEL` elements
   (:func:`chunks`), so that the next op finds a chunk's tensors still in cache, and the
   scratch memory stays bounded;
 - torch's CPU norm kernel, which runs at about 10 GB/s here and (in float32) is the
   less exact of the two: on a 2.36M-element layer its relative error against float64
-  was 4e-5, against 5e-6 for a BLAS dot product. Here CPU norms are square roots of dot
-  products (:func:`layer_norms`), 1.6x as fast;
+  was 4e-5, against 5e-6 for a BLAS dot product. Here a large layer's norm is the square
+  root of a dot product (:func:`layer_norms`), 1.6x as fast;
 
-and heavy-ball momentum takes torch's fused SGD kernel on CPU and CUDA (one pass where
-three foreach ops made three, :func:`heavy_ball_step`), and LAMB's moments and Adam
-direction torch's fused Adam kernel on CPU (one pass where eight foreach ops made eight,
-:func:`negated_adam_directions`). Both kernels are used only where they are right: for
-float32/float64 tensors laid out alike. On other devices buckets go whole, with fresh
-temporaries (GPU caching allocators recycle them) and ``torch._foreach_norm``.
+and heavy-ball momentum takes torch's fused SGD kernel on CPU and CUDA (one pass over
+memory instead of the three that three foreach ops make, :func:`heavy_ball_step`), and
+LAMB's moments and Adam direction take torch's fused Adam kernel on CPU (one pass instead
+of eight, :func:`negated_adam_directions`). Both kernels are used only where they are
+right: for float32/float64 tensors laid out alike. On other devices buckets go whole,
+with fresh temporaries (GPU caching allocators recycle them) and ``torch._foreach_norm``;
+inside ``torch.compile`` the plain foreach ops are used everywhere (:func:`eager_on_cpu`).
 """
 
 from __future__ import annotations
@@ -138,8 +140,8 @@ def layer_norms(tensors: Sequence[Tensor], accumulate: torch.dtype) -> Tensor:
     first = tensors[0]
     single = len(tensors) == 1
     if single and eager_on_cpu(first) and first.dtype in (torch.float32, torch.float64):
-        flat = [tensor.reshape(-1) for tensor in tensors]
-        return torch.stack([torch.dot(x, x) for x in flat]).sqrt_().to(accumulate)
+        flat = first.reshape(-1)
+        return torch.dot(flat, flat).sqrt_().reshape(1).to(accumulate)
     return torch.stack(torch._foreach_norm(tensors, 2, dtype=accumulate))
 
 
@@ -175,8 +177,8 @@ def heavy_ball_step(
             )
             return
         except (RuntimeError, NotImplementedError, AttributeError):
-            # An older torch, or a device build without the kernel: it validates its
-            # inputs before writing, so nothing was updated yet.
+            # An older torch without the op, or a build without a kernel for this device:
+            # these fail at dispatch, before anything is written.
             _FUSED_SGD_DEVICES.discard(device_type)
     torch._foreach_mul_(buffers, momentum)
     torch._foreach_add_(buffers, updates)
