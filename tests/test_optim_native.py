@@ -310,6 +310,29 @@ def test_lamb_layers_split_between_threads_match_the_reference(threads, thread_c
 
 
 @needs_native
+@pytest.mark.parametrize("thread_count", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_the_norm_pass_alone_gives_each_layers_weight_and_decayed_gradient_norms(
+    threads, thread_count, dtype
+):
+    # What LayerRecorder uses for optimizers that compute no norms: nothing is changed.
+    threads(thread_count)
+    generator = torch.Generator().manual_seed(0)
+    params = [torch.randn(s, generator=generator).to(dtype) for s in SPLIT_SHAPES]
+    grads = [0.1 * torch.randn(s, generator=generator).to(dtype) for s in SPLIT_SHAPES]
+    before = [t.clone() for t in (*params, *grads)]
+    norms = _native.layer_norms(params, grads, 0.05)
+    assert norms.shape == (len(params), 2) and norms.dtype == torch.float64
+    decayed = [g.double() + (0.05 * w).to(dtype).double() for w, g in zip(params, grads)]
+    expected = torch.tensor(
+        [[w.double().norm(), d.to(dtype).double().norm()] for w, d in zip(params, decayed)],
+        dtype=torch.float64,
+    )
+    torch.testing.assert_close(norms, expected, rtol=1e-12, atol=0)
+    assert all(torch.equal(a, b) for a, b in zip((*params, *grads), before))
+
+
+@needs_native
 @pytest.mark.parametrize("make", [LARS, LAMB])
 def test_split_layers_give_the_same_bits_on_every_run(threads, make):
     # The per-thread partial sums of a norm are added in a fixed order, not as threads finish.

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from tvlars.optim import _multi_tensor, _native
 from tvlars.optim._stats import LayerStats
 from tvlars.telemetry import COLUMNS, LayerRecorder, plot_layers, read_layers, split_by_layer
 
@@ -74,7 +75,25 @@ def capture_layer_stats(optimizer):
 # ---------------------------------------------------------------- plain optimizers
 
 
-def test_sgd_rows_are_norms_of_weights_and_decayed_grads_before_the_step(tmp_path):
+@pytest.mark.parametrize("norms_by", ["native kernels", "multi-tensor", "one tensor per chunk"])
+def test_sgd_rows_are_norms_of_weights_and_decayed_grads_before_the_step(
+    tmp_path, monkeypatch, norms_by
+):
+    # On CPU the recorder takes a plain optimizer's norms with the native kernels' norm
+    # pass where they exist, else as the multi-tensor path does (large layers alone in
+    # scratch memory); every way gives the same rows.
+    if norms_by == "native kernels" and _native.kernels() is None:
+        pytest.skip("no C++ compiler here")
+    native_calls = []
+    if norms_by == "native kernels":
+        native_norms = _native.layer_norms
+        monkeypatch.setattr(
+            _native, "layer_norms", lambda *a: native_calls.append(1) or native_norms(*a)
+        )
+    else:
+        monkeypatch.setattr(_native, "kernels", lambda: None)
+    if norms_by == "one tensor per chunk":
+        monkeypatch.setattr(_multi_tensor, "CPU_CHUNK_NUMEL", 1)
     model = make_model()
     wd, lr = 0.01, 0.05
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=wd)
@@ -101,6 +120,7 @@ def test_sgd_rows_are_norms_of_weights_and_decayed_grads_before_the_step(tmp_pat
     np.testing.assert_allclose(data["norm_ratio"], w_norm / g_norm, rtol=RTOL)
     np.testing.assert_array_equal(data["trust_ratio"], 1.0)
     np.testing.assert_allclose(data["step_size"], lr, rtol=RTOL)
+    assert (len(native_calls) == 4) == (norms_by == "native kernels")
 
 
 def test_default_layers_are_the_multidimensional_tensors_a_layerwise_optimizer_adapts(tmp_path):

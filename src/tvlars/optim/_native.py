@@ -66,6 +66,11 @@ class NativeKernels:
             lamb = getattr(library, f"tvlars_lamb_{suffix}")
             lamb.argtypes = [ctypes.c_int64, p, p, p, p, p, p, p, ctypes.c_int64, p]
             lamb.restype = None
+            # Builds of older sources (kernel_ab.py loads them to compare) have no norms.
+            if hasattr(library, f"tvlars_norms_{suffix}"):
+                norms = getattr(library, f"tvlars_norms_{suffix}")
+                norms.argtypes = [ctypes.c_int64, p, p, p, ctypes.c_double, ctypes.c_int64, p]
+                norms.restype = None
 
     def lars(
         self,
@@ -130,6 +135,21 @@ class NativeKernels:
         )
         kernel(count, *map(_address, arrays), torch.get_num_threads(), stats.data_ptr())
         return stats
+
+    def norms(self, params: Sequence[Tensor], grads: Sequence[Tensor], weight_decay: float):
+        """``|w|`` and ``|g + wd*w|`` of each parameter (one dtype), changing nothing: an
+        (n, 2) float64 tensor. The norm pass of :meth:`lars` alone, for telemetry."""
+        norms = torch.empty((len(params), 2), dtype=torch.float64)
+        kernel = getattr(self._library, f"tvlars_norms_{_SUFFIX[params[0].dtype]}")
+        arrays = (_pointers(params), _pointers(grads), _numels(params))  # held for the call
+        kernel(
+            len(params),
+            *map(_address, arrays),
+            float(weight_decay),
+            torch.get_num_threads(),
+            norms.data_ptr(),
+        )
+        return norms
 
 
 def report_stats(
@@ -283,6 +303,13 @@ def _step_by_dtype(step, lists: tuple[Sequence, ...], collector, lr: float) -> N
 def available(params: Sequence[Tensor], grads: Sequence[Tensor]) -> bool:
     """Whether the kernels exist here and can take this group."""
     return kernels() is not None and usable(params, grads)
+
+
+@torch.compiler.disable
+def layer_norms(params: Sequence[Tensor], grads: Sequence[Tensor], weight_decay: float) -> Tensor:
+    """``|w|`` and ``|g + wd*w|`` of each parameter, as an (n, 2) float64 tensor (see
+    :meth:`NativeKernels.norms`); the caller checks :func:`available` first."""
+    return kernels().norms(params, grads, weight_decay)
 
 
 @torch.compiler.disable

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -339,6 +340,29 @@ void lars_step(int64_t layers, void *const *weights, void *const *grads, void *c
   });
 }
 
+// |w| and |g + wd*w| of every layer, in double, changing nothing: lars_step's norm pass
+// alone, for telemetry of optimizers that compute no norms themselves. norms: one row
+// (|w|, |g + wd*w|) per layer.
+template <typename T>
+void norms_step(int64_t layers, void *const *weights, void *const *grads, const int64_t *numels,
+                double weight_decay, int64_t threads, double *norms) {
+  using C = typename Compute<T>::type;
+  const C wd = C(weight_decay);
+  const std::vector<uint8_t> every_layer(size_t(layers), 1);
+  Partials partials(layers, threads);
+
+  for_each_share<T>(layers, numels, every_layer.data(), threads, [&](const Work &work) {
+    const T *w = static_cast<const T *>(weights[work.layer]);
+    const T *g = static_cast<const T *>(grads[work.layer]);
+    double share_sums[2], sums[2];
+    lars_square_sums(w, g, work.share, wd, share_sums);
+    layer_square_sums(partials, work, share_sums, sums);
+    if (work.split && work.part != 0) return;
+    norms[2 * work.layer] = std::sqrt(sums[0]);
+    norms[2 * work.layer + 1] = std::sqrt(sums[1]);
+  });
+}
+
 // LAMB's per-step constants. Passed by value into the loops below: copies the compiler
 // knows no store can alias, which keeps the loops vectorized.
 template <typename C> struct LambValues {
@@ -460,6 +484,11 @@ void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *c
                                        const double *values, int64_t threads, double *stats) {    \
     lamb_step<T>(layers, weights, grads, exp_avgs, exp_avg_sqs, numels, adapted, values, threads, \
                  stats);                                                                          \
+  }                                                                                               \
+  extern "C" void tvlars_norms_##SUFFIX(int64_t layers, void *const *weights, void *const *grads, \
+                                        const int64_t *numels, double weight_decay,               \
+                                        int64_t threads, double *norms) {                         \
+    norms_step<T>(layers, weights, grads, numels, weight_decay, threads, norms);                  \
   }
 
 TVLARS_EXPORT(float32, float)
