@@ -24,7 +24,7 @@ every parallel kernel wait for a time slice and steps take many times longer; ``
 
     python benchmarks/step_time.py [--models resnet18 resnet50] [--device cpu]
         [--rounds 30] [--warmup 3] [--only REGEX] [--markdown] [--telemetry]
-        [--threads N] [--skip-compile] [--group-compile] [--seed N]
+        [--threads N] [--skip-compile] [--group-compile] [--nesterov] [--seed N]
 """
 
 from __future__ import annotations
@@ -141,7 +141,9 @@ TVLARS_PATHS = {  # contender suffix -> constructor keywords
 BUILT_PATHS = ("compiled", "fused")  # paths that compile something on their first step
 
 
-def tvlars_contenders() -> list[Contender]:
+def tvlars_contenders(nesterov: bool = False) -> list[Contender]:
+    """tvlars' optimizers on each path; with ``nesterov``, also TVLARS in Algorithm 1's
+    Nesterov form."""
     lars_hp = dict(
         lr=LARS_HP["lr"],
         momentum=LARS_HP["momentum"],
@@ -153,6 +155,11 @@ def tvlars_contenders() -> list[Contender]:
         "TVLARS": ("LARS", lambda params, **path: TVLARS(params, **lars_hp, lmbda=1e-4, **path)),
         "LAMB": ("LAMB", lambda params, **path: LAMB(params, **LAMB_HP, **path)),
     }
+    if nesterov:
+        makers["TVLARS nesterov"] = (
+            "LARS",
+            lambda params, **path: TVLARS(params, **lars_hp, lmbda=1e-4, nesterov=True, **path),
+        )
     contenders = []
     for optimizer_name, (family, make) in makers.items():
         for suffix, path_keywords in TVLARS_PATHS.items():
@@ -486,7 +493,7 @@ def first_step_in_subprocess(
 
 def child_first_step(contender_name: str, model: str, device: torch.device, seed: int) -> None:
     """Subprocess body: the first step's time and the median of the next few."""
-    candidates = tvlars_contenders() + group_compiled_contenders()
+    candidates = tvlars_contenders(nesterov=True) + group_compiled_contenders()
     contender = next(c for c in candidates if c.name == contender_name)
     params, grads = reference_tensors(MODELS[model](), device, seed)
     entrant = enter(contender, params, grads)
@@ -1048,6 +1055,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="also time the whole-group compiled LARS experiment (on by default on CUDA "
         "unless --skip-compile; see _group_compiled.py)",
     )
+    parser.add_argument(
+        "--nesterov",
+        action="store_true",
+        help="also time TVLARS in Algorithm 1's Nesterov form (nesterov=True) on each path",
+    )
     parser.add_argument("--first-step-of", help=argparse.SUPPRESS)  # subprocess mode
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.warmup < 1:
@@ -1067,7 +1079,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
 
     peers, peers_found, notes = peer_contenders()
-    contenders = torch_contenders() + floor_contenders(device) + tvlars_contenders() + peers
+    contenders = (
+        torch_contenders() + floor_contenders(device) + tvlars_contenders(args.nesterov) + peers
+    )
     if args.group_compile or (device.type == "cuda" and not args.skip_compile):
         contenders += group_compiled_contenders()
     if args.only:
