@@ -115,9 +115,7 @@ def lamb_foreach(
             scratch, grads, exp_avgs, exp_avg_sqs, bias_step, beta1, beta2, eps
         )
         if negated is not None:
-            return _lamb_apply_negated(
-                params, negated, lr, weight_decay, weight_norm_clamp, adapted
-            )
+            return _lamb_update(params, negated, -1, lr, weight_decay, weight_norm_clamp, adapted)
     torch._foreach_mul_(exp_avgs, beta1)
     torch._foreach_add_(exp_avgs, grads, alpha=1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
@@ -134,41 +132,32 @@ def lamb_foreach(
     torch._foreach_sqrt_(denominators)
     torch._foreach_add_(denominators, eps)
     torch._foreach_div_(directions, denominators)
-    if not adapted:
-        torch._foreach_add_(params, directions, alpha=-lr)
-        return None
-    if weight_decay != 0:
-        torch._foreach_add_(directions, params, alpha=weight_decay)
-    accumulate = norm_dtype(params[0].dtype)
-    weight_norms = layer_norms(params, accumulate)
-    direction_norms = layer_norms(directions, accumulate)
-    trusts = _lamb_trust_ratio(weight_norms, direction_norms, weight_norm_clamp).unbind(0)
-    torch._foreach_mul_(directions, trusts)
-    torch._foreach_add_(params, directions, alpha=-lr)
-    return weight_norms.unbind(0), direction_norms.unbind(0), trusts
+    return _lamb_update(params, directions, 1, lr, weight_decay, weight_norm_clamp, adapted)
 
 
-def _lamb_apply_negated(
+def _lamb_update(
     params: list[Tensor],
-    negated: list[Tensor],
+    directions: list[Tensor],
+    sign: int,
     lr: float,
     weight_decay: float,
     weight_norm_clamp: tuple[float, float] | None,
     adapted: bool,
 ):
-    """The rest of :func:`lamb_foreach` from minus the Adam direction, ``-a``: with
-    ``-u = -a - wd*w`` (adapted layers; ``|-u| = |u|``), ``w <- w + lr*trust*(-u)``."""
+    """The rest of :func:`lamb_foreach`, from ``directions`` = ``sign`` times Adam's
+    direction ``a`` (``sign`` 1 or -1; overwritten): ``u = a + wd*w`` for adapted layers,
+    whose norm ``|sign*u|`` is ``|u|``, and ``w <- w - lr*trust*u``."""
     if not adapted:
-        torch._foreach_add_(params, negated, alpha=lr)
+        torch._foreach_add_(params, directions, alpha=-sign * lr)
         return None
     if weight_decay != 0:
-        torch._foreach_add_(negated, params, alpha=-weight_decay)
+        torch._foreach_add_(directions, params, alpha=sign * weight_decay)
     accumulate = norm_dtype(params[0].dtype)
     weight_norms = layer_norms(params, accumulate)
-    direction_norms = layer_norms(negated, accumulate)
+    direction_norms = layer_norms(directions, accumulate)
     trusts = _lamb_trust_ratio(weight_norms, direction_norms, weight_norm_clamp).unbind(0)
-    torch._foreach_mul_(negated, trusts)
-    torch._foreach_add_(params, negated, alpha=lr)
+    torch._foreach_mul_(directions, trusts)
+    torch._foreach_add_(params, directions, alpha=-sign * lr)
     return weight_norms.unbind(0), direction_norms.unbind(0), trusts
 
 
