@@ -113,6 +113,27 @@ class Scratch:
         return views
 
 
+def scratch_for(chunk: Sequence[Tensor], scratch: Scratch) -> Scratch | None:
+    """``scratch`` where a chunk's temporaries should use it: a chunk that is one large CPU
+    layer (fresh memory for it page-faults at every step). ``None`` for a chunk of small
+    layers, which does better with one foreach call than with a Python loop (and whose
+    small blocks the allocator reuses), and off the CPU or inside ``torch.compile``."""
+    return scratch if len(chunk) == 1 and eager_on_cpu(chunk[0]) else None
+
+
+def decayed_gradients(
+    grads: Sequence[Tensor], params: Sequence[Tensor], weight_decay: float, scratch: Scratch | None
+) -> list[Tensor]:
+    """``g + wd*w`` of each pair, as tensors the caller may overwrite: over ``scratch``'s
+    memory when it is given, else fresh ones."""
+    if scratch is None:
+        return torch._foreach_add(grads, params, alpha=weight_decay)
+    directions = scratch.like(params)
+    for direction, grad, param in zip(directions, grads, params):
+        torch.add(grad, param, alpha=weight_decay, out=direction)
+    return directions
+
+
 def _dense(tensor: Tensor) -> bool:
     """Whether ``tensor``'s elements fill exactly ``numel`` consecutive memory cells (any
     order of dimensions), so that a view with its strides fits in ``numel`` cells."""

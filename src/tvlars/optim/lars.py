@@ -30,9 +30,10 @@ from tvlars.optim._base import LayerStatsCollector, LayerwiseOptimizer, require
 from tvlars.optim._multi_tensor import (
     Scratch,
     chunks,
-    eager_on_cpu,
+    decayed_gradients,
     heavy_ball_step,
     layer_norms,
+    scratch_for,
 )
 from tvlars.optim._paths import (
     FOREACH,
@@ -175,12 +176,7 @@ def lars_adapted_foreach(
     With ``scratch``, the directions are made in its memory instead of fresh tensors.
     """
     if weight_decay != 0:
-        if scratch is None:
-            directions = torch._foreach_add(grads, params, alpha=weight_decay)
-        else:
-            directions = scratch.like(params)
-            for direction, grad, param in zip(directions, grads, params):
-                torch.add(grad, param, alpha=weight_decay, out=direction)
+        directions = decayed_gradients(grads, params, weight_decay, scratch)
     else:
         directions = list(grads)  # read only below: p.grad is never modified
     accumulate = norm_dtype(params[0].dtype)
@@ -294,17 +290,14 @@ def lars_update_group(
     if path == FOREACH:
         for bucket in group_by_device_and_dtype(adapted_idx, params).values():
             for indices in chunks(bucket, params):
-                # Scratch memory pays for a chunk that is one large layer (fresh memory for
-                # it page-faults); a chunk of small layers does better with one foreach call
-                # than with a Python loop, and the allocator reuses small blocks.
-                on_cpu_alone = len(indices) == 1 and eager_on_cpu(params[indices[0]])
+                chunk = [params[i] for i in indices]
                 results = lars_adapted_foreach(
-                    [params[i] for i in indices],
+                    chunk,
                     [grads[i] for i in indices],
                     [buffers[i] for i in indices],
                     lr,
                     scale,
-                    scratch=scratch if on_cpu_alone else None,
+                    scratch=None if scratch is None else scratch_for(chunk, scratch),
                     **options,
                 )
                 norms.update(zip(indices, zip(*results)))

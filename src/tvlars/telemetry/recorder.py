@@ -31,7 +31,14 @@ from torch.optim import Optimizer
 
 from tvlars.optim import _native
 from tvlars.optim._base import is_adapted
-from tvlars.optim._multi_tensor import Scratch, chunks, eager_on_cpu, layer_norms
+from tvlars.optim._multi_tensor import (
+    Scratch,
+    chunks,
+    decayed_gradients,
+    eager_on_cpu,
+    layer_norms,
+    scratch_for,
+)
 
 #: Columns of the CSV file, in order. The last five are the per-layer values.
 COLUMNS = ("step", "layer", "weight_norm", "grad_norm", "norm_ratio", "trust_ratio", "step_size")
@@ -365,12 +372,8 @@ class LayerRecorder:
             chunk = [params[i] for i in run]
             directions = [grads[i] for i in run]
             if decay != 0:
-                if len(chunk) == 1 and eager_on_cpu(chunk[0]):
-                    (direction,) = self._scratch.like(chunk)
-                    torch.add(directions[0], chunk[0], alpha=decay, out=direction)
-                    directions = [direction]
-                else:
-                    directions = torch._foreach_add(directions, chunk, alpha=decay)
+                scratch = scratch_for(chunk, self._scratch)
+                directions = decayed_gradients(directions, chunk, decay, scratch)
             weight_norms.extend(layer_norms(chunk, accumulate).unbind(0))
             grad_norms.extend(layer_norms(directions, accumulate).unbind(0))
         return weight_norms, grad_norms
