@@ -22,6 +22,12 @@ OPTIMIZERS = {
     "lamb": lambda params, **path: LAMB(params, lr=0.05, **path),
 }
 GPU_PATHS = {"foreach": {"foreach": True}, "fused": {"fused": True}, "default": {}}
+# Only on the multi-tensor path (each compiled form costs the GPU run minutes to build).
+NESTEROV = {
+    "tvlars-nesterov": lambda params, **path: TVLARS(
+        params, lr=0.7, lmbda=0.3, nesterov=True, **path
+    )
+}
 
 
 def run(name: str, device: str, steps: int = 3, **path) -> list[torch.Tensor]:
@@ -30,7 +36,7 @@ def run(name: str, device: str, steps: int = 3, **path) -> list[torch.Tensor]:
     weights = [torch.randn(s, generator=generator) for s in SHAPES]
     grads = [[torch.randn(s, generator=generator) for s in SHAPES] for _ in range(steps)]
     params = [w.to(device).requires_grad_() for w in weights]
-    optimizer = OPTIMIZERS[name](params, **path)
+    optimizer = {**OPTIMIZERS, **NESTEROV}[name](params, **path)
     for step_grads in grads:
         for param, grad in zip(params, step_grads):
             param.grad = grad.to(device)
@@ -43,6 +49,13 @@ def run(name: str, device: str, steps: int = 3, **path) -> list[torch.Tensor]:
 def test_gpu_paths_give_the_cpu_reference_numbers(name, path):
     expected = run(name, "cpu", foreach=False)
     for ours, reference in zip(run(name, "cuda", **GPU_PATHS[path]), expected):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_the_gpu_multi_tensor_nesterov_step_gives_the_cpu_reference_numbers():
+    # Algorithm 1's form builds its lookahead in the step's own tensors (no compile here).
+    expected = run("tvlars-nesterov", "cpu", foreach=False)
+    for ours, reference in zip(run("tvlars-nesterov", "cuda", foreach=True), expected):
         torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
 
 
