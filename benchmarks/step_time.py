@@ -139,6 +139,10 @@ TVLARS_PATHS = {  # contender suffix -> constructor keywords
     "default": dict(),
 }
 BUILT_PATHS = ("compiled", "fused")  # paths that compile something on their first step
+# Run lengths (steps) over which the paths' totals, compilation included, are compared.
+RUN_LENGTHS = (1_000, 10_000)
+# What tvlars' automatic choice (resolve_path) is called in contender names.
+PATH_SUFFIX = {"native": "fused", "fused": "compiled", "foreach": "foreach", "single": "single"}
 
 
 def tvlars_contenders(nesterov: bool = False) -> list[Contender]:
@@ -833,6 +837,39 @@ def compile_rows(
     return rows
 
 
+def run_length_lines(
+    timings: Sequence[CompileTiming], summaries: dict[str, Summary], default_path: str
+) -> list[str]:
+    """For LARS, TVLARS and LAMB: which path finishes a run of each of RUN_LENGTHS steps
+    first, a cold compilation included (the multi-tensor path compiles nothing), beside
+    the path the automatic choice takes here: whether the default is right on this device."""
+    compile_s = {timing.contender: timing.cold_compile_s for timing in timings}
+    lines = []
+    for optimizer in ("LARS", "TVLARS", "LAMB"):
+        costs: dict[str, tuple[float, float]] = {}  # path -> (compile s, step ms)
+        for suffix in ("foreach", "compiled", "fused", "group-compiled"):
+            name = f"{optimizer} {suffix}"
+            if name not in summaries:
+                continue
+            if suffix == "foreach":
+                costs[suffix] = (0.0, summaries[name].median_ms)
+            elif name in compile_s:
+                costs[suffix] = (compile_s[name], summaries[name].median_ms)
+        if len(costs) < 2:
+            continue
+        parts = []
+        for steps in RUN_LENGTHS:
+            totals = {path: c + steps * ms / 1e3 for path, (c, ms) in costs.items()}
+            fastest = min(totals, key=totals.get)
+            listed = ", ".join(f"{path} {total:.1f} s" for path, total in totals.items())
+            parts.append(f"{steps:,} steps: {fastest} ({listed})")
+        lines.append(
+            f"{optimizer}, fastest run with a cold compile cache: {'; '.join(parts)}. "
+            f"The automatic choice here: {PATH_SUFFIX.get(default_path, default_path)}."
+        )
+    return lines
+
+
 def target_lines(summaries: dict[str, Summary], contenders: Sequence[Contender]) -> list[str]:
     lines = []
     if FLOOR in summaries:
@@ -924,7 +961,7 @@ def benchmark_model(
 
     fused_names = [c.name for c in contenders if c.path in BUILT_PATHS]
     if fused_names and not args.skip_compile:
-        print_compilation(model, fused_names, summaries, args)
+        print_compilation(model, fused_names, summaries, default_path, args)
 
     lines = target_lines(summaries, contenders)
     if args.telemetry:
@@ -937,7 +974,11 @@ def benchmark_model(
 
 
 def print_compilation(
-    model: str, fused_names: Sequence[str], summaries: dict[str, Summary], args: argparse.Namespace
+    model: str,
+    fused_names: Sequence[str],
+    summaries: dict[str, Summary],
+    default_path: str,
+    args: argparse.Namespace,
 ) -> None:
     timings = measure_compilation(fused_names, model, args.device, args.seed)
     print()
@@ -969,6 +1010,10 @@ def print_compilation(
         "break-even warm",
     ]
     print(render_table(headers, compile_rows(timings, summaries), args.markdown))
+    lines = run_length_lines(timings, summaries, default_path)
+    if lines:
+        print()
+        emit(lines, args.markdown)
 
 
 def print_telemetry(
