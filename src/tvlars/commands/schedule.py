@@ -102,7 +102,7 @@ def register(subparsers: Any) -> None:
         "--warmup-steps",
         type=_non_negative_int,
         metavar="N",
-        help=f"WA warm-up length (default {DEFAULT_WARMUP_FRACTION:.0%} of the total)",
+        help=f"WA warm-up length (default {DEFAULT_WARMUP_FRACTION:.0%}% of the total)",
     )
     warmup.add_argument("--warmup-epochs", type=_float_at_least(0.0, strict=False), metavar="E")
 
@@ -111,7 +111,7 @@ def register(subparsers: Any) -> None:
         "--delay-steps",
         type=_non_negative_int,
         metavar="D",
-        help=f"phi's delay d (default {DEFAULT_DELAY_FRACTION:.0%} of the total)",
+        help=f"phi's delay d (default {DEFAULT_DELAY_FRACTION:.0%}% of the total)",
     )
     delay.add_argument("--delay-epochs", type=_float_at_least(0.0, strict=False), metavar="E")
 
