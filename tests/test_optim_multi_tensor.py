@@ -242,3 +242,28 @@ def test_a_step_the_user_compiles_takes_plain_foreach_ops_and_matches_eager(make
             step()
     for ours, expected in zip(compiled_model.parameters(), eager_model.parameters()):
         torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_heavy_ball_step_falls_back_to_foreach_ops_where_torch_has_no_fused_kernel(monkeypatch):
+    def missing(*args, **kwargs):
+        raise NotImplementedError("Could not run 'aten::_fused_sgd_' with arguments")
+
+    monkeypatch.setattr(torch, "_fused_sgd_", missing)
+    monkeypatch.setattr(_multi_tensor, "_FUSED_SGD_DEVICES", {"cpu", "cuda"})
+    param, update, buffer = torch.randn(30), torch.randn(30), torch.randn(30)
+    want_param, want_buffer = heavy_ball_by_hand(param, update, buffer, 0.3, 0.9)
+    heavy_ball_step([param], [update], [buffer], lr=0.3, momentum=0.9)
+    torch.testing.assert_close(param.double(), want_param, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(buffer.double(), want_buffer, rtol=1e-6, atol=1e-6)
+    assert "cpu" not in _multi_tensor._FUSED_SGD_DEVICES  # not tried again
+
+
+def test_heavy_ball_step_lets_other_errors_through(monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(torch, "_fused_sgd_", out_of_memory)
+    monkeypatch.setattr(_multi_tensor, "_FUSED_SGD_DEVICES", {"cpu", "cuda"})
+    with pytest.raises(RuntimeError, match="out of memory"):
+        heavy_ball_step([torch.randn(3)], [torch.randn(3)], [torch.randn(3)], lr=0.3, momentum=0.9)
+    assert "cpu" in _multi_tensor._FUSED_SGD_DEVICES

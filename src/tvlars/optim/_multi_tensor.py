@@ -197,9 +197,10 @@ def heavy_ball_step(
                 is_first_step=False,
             )
             return
-        except (RuntimeError, NotImplementedError, AttributeError):
+        except (NotImplementedError, AttributeError):
             # An older torch without the op, or a build without a kernel for this device:
-            # these fail at dispatch, before anything is written.
+            # these fail at dispatch, before anything is written. (Other errors, such as
+            # running out of memory, are the caller's to see.)
             _FUSED_SGD_DEVICES.discard(device_type)
     torch._foreach_mul_(buffers, momentum)
     torch._foreach_add_(buffers, updates)
