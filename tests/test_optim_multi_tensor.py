@@ -267,3 +267,22 @@ def test_heavy_ball_step_lets_other_errors_through(monkeypatch):
     with pytest.raises(RuntimeError, match="out of memory"):
         heavy_ball_step([torch.randn(3)], [torch.randn(3)], [torch.randn(3)], lr=0.3, momentum=0.9)
     assert "cpu" in _multi_tensor._FUSED_SGD_DEVICES
+
+
+def test_lamb_takes_the_foreach_ops_where_torch_has_no_fused_adam_kernel(monkeypatch):
+    def missing(*args, **kwargs):
+        raise NotImplementedError("Could not run 'aten::_fused_adam_' with arguments")
+
+    def run():
+        weight = torch.nn.Parameter(torch.randn(6, 5, generator=torch.Generator().manual_seed(1)))
+        optimizer = LAMB([weight], lr=0.05, foreach=True)
+        for step in range(3):
+            weight.grad = torch.randn(6, 5, generator=torch.Generator().manual_seed(10 + step))
+            optimizer.step()
+        return weight.detach()
+
+    expected = run()
+    monkeypatch.setattr(torch, "_fused_adam_", missing)
+    monkeypatch.setattr(_multi_tensor, "_FUSED_ADAM_DEVICES", {"cpu"})
+    torch.testing.assert_close(run(), expected, rtol=1e-6, atol=1e-7)
+    assert not _multi_tensor._FUSED_ADAM_DEVICES

@@ -47,6 +47,7 @@ _FUSED_SGD_DEVICES = {"cpu", "cuda"}
 # the buffer), and on any device it walks memory in order, so tensors whose strides differ
 # get each other's elements: those cases take the foreach ops (tests/test_optim_multi_tensor.py).
 _FUSED_SGD_DTYPES = (torch.float32, torch.float64)
+_FUSED_ADAM_DEVICES = {"cpu"}  # emptied where torch turns out to have no such kernel
 
 
 def eager_on_cpu(tensor: Tensor) -> bool:
@@ -229,26 +230,33 @@ def negated_adam_directions(
     triple is laid out alike: the same hazards as :func:`heavy_ball_step`'s kernel.
     """
     first = grads[0]
-    if not eager_on_cpu(first) or first.dtype not in _FUSED_SGD_DTYPES:
+    if "cpu" not in _FUSED_ADAM_DEVICES or not eager_on_cpu(first):
+        return None
+    if first.dtype not in _FUSED_SGD_DTYPES:
         return None
     if not all(map(_same_dense_layout, grads, exp_avgs, exp_avg_sqs)):
         return None
     negated = scratch.like(exp_avgs)
     torch._foreach_zero_(negated)
     steps = [torch.tensor(float(bias_step))] * len(grads)  # read by the kernel, not advanced
-    torch._fused_adam_(
-        negated,
-        grads,
-        exp_avgs,
-        exp_avg_sqs,
-        [],
-        steps,
-        lr=1.0,
-        beta1=beta1,
-        beta2=beta2,
-        weight_decay=0.0,
-        eps=eps,
-        amsgrad=False,
-        maximize=False,
-    )
+    try:
+        torch._fused_adam_(
+            negated,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            [],
+            steps,
+            lr=1.0,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=0.0,
+            eps=eps,
+            amsgrad=False,
+            maximize=False,
+        )
+    except (NotImplementedError, AttributeError):
+        # A torch without the CPU kernel fails at dispatch, before the moments change.
+        _FUSED_ADAM_DEVICES.discard("cpu")
+        return None
     return negated
