@@ -258,15 +258,28 @@ def test_heavy_ball_step_falls_back_to_foreach_ops_where_torch_has_no_fused_kern
     assert "cpu" not in _multi_tensor._FUSED_SGD_DEVICES  # not tried again
 
 
-def test_heavy_ball_step_lets_other_errors_through(monkeypatch):
+def test_heavy_ball_step_takes_the_foreach_ops_for_tensors_the_fused_kernel_refuses(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("params, grads and momentum_buffer_list must have the same layout")
+
+    monkeypatch.setattr(torch, "_fused_sgd_", refuse)
+    monkeypatch.setattr(_multi_tensor, "_FUSED_SGD_DEVICES", {"cpu", "cuda"})
+    param, update, buffer = torch.randn(30), torch.randn(30), torch.randn(30)
+    want_param, want_buffer = heavy_ball_by_hand(param, update, buffer, 0.3, 0.9)
+    heavy_ball_step([param], [update], [buffer], lr=0.3, momentum=0.9)
+    torch.testing.assert_close(param.double(), want_param, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(buffer.double(), want_buffer, rtol=1e-6, atol=1e-6)
+    assert "cpu" in _multi_tensor._FUSED_SGD_DEVICES  # tried again next time
+
+
+def test_heavy_ball_step_lets_running_out_of_memory_through(monkeypatch):
     def out_of_memory(*args, **kwargs):
-        raise RuntimeError("out of memory")
+        raise torch.OutOfMemoryError("out of memory")
 
     monkeypatch.setattr(torch, "_fused_sgd_", out_of_memory)
     monkeypatch.setattr(_multi_tensor, "_FUSED_SGD_DEVICES", {"cpu", "cuda"})
-    with pytest.raises(RuntimeError, match="out of memory"):
+    with pytest.raises(torch.OutOfMemoryError):
         heavy_ball_step([torch.randn(3)], [torch.randn(3)], [torch.randn(3)], lr=0.3, momentum=0.9)
-    assert "cpu" in _multi_tensor._FUSED_SGD_DEVICES
 
 
 def test_lamb_takes_the_foreach_ops_where_torch_has_no_fused_adam_kernel(monkeypatch):

@@ -48,6 +48,8 @@ _FUSED_SGD_DEVICES = {"cpu", "cuda"}
 # get each other's elements: those cases take the foreach ops (tests/test_optim_multi_tensor.py).
 _FUSED_SGD_DTYPES = (torch.float32, torch.float64)
 _FUSED_ADAM_DEVICES = {"cpu"}  # emptied where torch turns out to have no such kernel
+# torch.OutOfMemoryError from torch 2.5 on; torch.cuda's before.
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
 
 
 def eager_on_cpu(tensor: Tensor) -> bool:
@@ -200,9 +202,15 @@ def heavy_ball_step(
             return
         except (NotImplementedError, AttributeError):
             # An older torch without the op, or a build without a kernel for this device:
-            # these fail at dispatch, before anything is written. (Other errors, such as
-            # running out of memory, are the caller's to see.)
+            # these fail at dispatch, before anything is written; not tried again.
             _FUSED_SGD_DEVICES.discard(device_type)
+        except _OUT_OF_MEMORY:
+            raise
+        except RuntimeError:
+            # The kernel's own checks of its inputs (dtype, device, layout; CUDA's are
+            # stricter than the guard above may know) run before it writes anything:
+            # these tensors take the foreach ops, the next call tries the kernel again.
+            pass
     torch._foreach_mul_(buffers, momentum)
     torch._foreach_add_(buffers, updates)
     torch._foreach_add_(params, buffers, alpha=-lr)
