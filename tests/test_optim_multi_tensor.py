@@ -299,3 +299,15 @@ def test_lamb_takes_the_foreach_ops_where_torch_has_no_fused_adam_kernel(monkeyp
     monkeypatch.setattr(_multi_tensor, "_FUSED_ADAM_DEVICES", {"cpu"})
     torch.testing.assert_close(run(), expected, rtol=1e-6, atol=1e-7)
     assert not _multi_tensor._FUSED_ADAM_DEVICES
+
+
+def test_negated_adam_directions_decline_what_the_fused_kernel_refuses(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("params, grads, exp_avgs and exp_avg_sqs must have the same layout")
+
+    monkeypatch.setattr(torch, "_fused_adam_", refuse)
+    grad, exp_avg, exp_avg_sq = torch.randn(5), torch.randn(5), torch.rand(5)
+    before = (exp_avg.clone(), exp_avg_sq.clone())
+    result = negated_adam_directions(Scratch(), [grad], [exp_avg], [exp_avg_sq], 1, 0.9, 0.99, 1e-6)
+    assert result is None
+    assert torch.equal(exp_avg, before[0]) and torch.equal(exp_avg_sq, before[1])

@@ -267,4 +267,8 @@ def negated_adam_directions(
         # A torch without the CPU kernel fails at dispatch, before the moments change.
         _FUSED_ADAM_DEVICES.discard("cpu")
         return None
+    except _OUT_OF_MEMORY:
+        raise
+    except RuntimeError:
+        return None  # refused by the kernel's input checks, which run before it writes
     return negated
