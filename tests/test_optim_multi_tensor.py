@@ -244,32 +244,29 @@ def test_a_step_the_user_compiles_takes_plain_foreach_ops_and_matches_eager(make
         torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_heavy_ball_step_falls_back_to_foreach_ops_where_torch_has_no_fused_kernel(monkeypatch):
-    def missing(*args, **kwargs):
-        raise NotImplementedError("Could not run 'aten::_fused_sgd_' with arguments")
+@pytest.mark.parametrize(
+    "error, tried_again",
+    [
+        (NotImplementedError("Could not run 'aten::_fused_sgd_' with arguments"), False),
+        (RuntimeError("params, grads and momentum_buffer_list must have the same layout"), True),
+    ],
+    ids=["kernel missing", "tensors refused"],
+)
+def test_heavy_ball_step_takes_the_foreach_ops_where_the_fused_kernel_does_not_run(
+    monkeypatch, error, tried_again
+):
+    # A missing kernel is not tried again; one that refuses these tensors is, next call.
+    def fail(*args, **kwargs):
+        raise error
 
-    monkeypatch.setattr(torch, "_fused_sgd_", missing)
+    monkeypatch.setattr(torch, "_fused_sgd_", fail)
     monkeypatch.setattr(_multi_tensor, "_FUSED_SGD_DEVICES", {"cpu", "cuda"})
     param, update, buffer = torch.randn(30), torch.randn(30), torch.randn(30)
     want_param, want_buffer = heavy_ball_by_hand(param, update, buffer, 0.3, 0.9)
     heavy_ball_step([param], [update], [buffer], lr=0.3, momentum=0.9)
     torch.testing.assert_close(param.double(), want_param, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(buffer.double(), want_buffer, rtol=1e-6, atol=1e-6)
-    assert "cpu" not in _multi_tensor._FUSED_SGD_DEVICES  # not tried again
-
-
-def test_heavy_ball_step_takes_the_foreach_ops_for_tensors_the_fused_kernel_refuses(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise RuntimeError("params, grads and momentum_buffer_list must have the same layout")
-
-    monkeypatch.setattr(torch, "_fused_sgd_", refuse)
-    monkeypatch.setattr(_multi_tensor, "_FUSED_SGD_DEVICES", {"cpu", "cuda"})
-    param, update, buffer = torch.randn(30), torch.randn(30), torch.randn(30)
-    want_param, want_buffer = heavy_ball_by_hand(param, update, buffer, 0.3, 0.9)
-    heavy_ball_step([param], [update], [buffer], lr=0.3, momentum=0.9)
-    torch.testing.assert_close(param.double(), want_param, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(buffer.double(), want_buffer, rtol=1e-6, atol=1e-6)
-    assert "cpu" in _multi_tensor._FUSED_SGD_DEVICES  # tried again next time
+    assert ("cpu" in _multi_tensor._FUSED_SGD_DEVICES) == tried_again
 
 
 def test_heavy_ball_step_lets_running_out_of_memory_through(monkeypatch):

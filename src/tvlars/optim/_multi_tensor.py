@@ -32,7 +32,7 @@ inside ``torch.compile`` the plain foreach ops are used everywhere (:func:`eager
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -46,7 +46,7 @@ _FUSED_SGD_DEVICES = {"cpu", "cuda"}
 # torch 2.13's CPU fused SGD leaves float16/bfloat16 parameters unchanged (it updates only
 # the buffer), and on any device it walks memory in order, so tensors whose strides differ
 # get each other's elements: those cases take the foreach ops (tests/test_optim_multi_tensor.py).
-_FUSED_SGD_DTYPES = (torch.float32, torch.float64)
+_FUSED_KERNEL_DTYPES = (torch.float32, torch.float64)
 _FUSED_ADAM_DEVICES = {"cpu"}  # emptied where torch turns out to have no such kernel
 # torch.OutOfMemoryError from torch 2.5 on; torch.cuda's before.
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
@@ -183,11 +183,11 @@ def heavy_ball_step(
     if (
         device_type in _FUSED_SGD_DEVICES
         and not torch.compiler.is_compiling()
-        and params[0].dtype in _FUSED_SGD_DTYPES
+        and params[0].dtype in _FUSED_KERNEL_DTYPES
         and all(map(_same_dense_layout, params, updates, buffers))
     ):
-        try:
-            torch._fused_sgd_(
+        ran = _run_fused_kernel(
+            lambda: torch._fused_sgd_(
                 params,
                 updates,
                 buffers,
@@ -198,19 +198,12 @@ def heavy_ball_step(
                 nesterov=False,
                 maximize=False,
                 is_first_step=False,
-            )
+            ),
+            _FUSED_SGD_DEVICES,
+            device_type,
+        )
+        if ran:
             return
-        except (NotImplementedError, AttributeError):
-            # An older torch without the op, or a build without a kernel for this device:
-            # these fail at dispatch, before anything is written; not tried again.
-            _FUSED_SGD_DEVICES.discard(device_type)
-        except _OUT_OF_MEMORY:
-            raise
-        except RuntimeError:
-            # The kernel's own checks of its inputs (dtype, device, layout; CUDA's are
-            # stricter than the guard above may know) run before it writes anything:
-            # these tensors take the foreach ops, the next call tries the kernel again.
-            pass
     torch._foreach_mul_(buffers, momentum)
     torch._foreach_add_(buffers, updates)
     torch._foreach_add_(params, buffers, alpha=-lr)
@@ -240,15 +233,15 @@ def negated_adam_directions(
     first = grads[0]
     if "cpu" not in _FUSED_ADAM_DEVICES or not eager_on_cpu(first):
         return None
-    if first.dtype not in _FUSED_SGD_DTYPES:
+    if first.dtype not in _FUSED_KERNEL_DTYPES:
         return None
     if not all(map(_same_dense_layout, grads, exp_avgs, exp_avg_sqs)):
         return None
     negated = scratch.like(exp_avgs)
     torch._foreach_zero_(negated)
     steps = [torch.tensor(float(bias_step))] * len(grads)  # read by the kernel, not advanced
-    try:
-        torch._fused_adam_(
+    ran = _run_fused_kernel(
+        lambda: torch._fused_adam_(
             negated,
             grads,
             exp_avgs,
@@ -262,13 +255,29 @@ def negated_adam_directions(
             eps=eps,
             amsgrad=False,
             maximize=False,
-        )
+        ),
+        _FUSED_ADAM_DEVICES,
+        "cpu",
+    )
+    return negated if ran else None
+
+
+def _run_fused_kernel(call: Callable[[], object], devices: set[str], device_type: str) -> bool:
+    """Run ``call`` (one of torch's fused optimizer kernels); whether it ran.
+
+    Both ways it may fail without running happen before it writes anything: a kernel
+    torch does not have (an older torch, or none for this device: NotImplementedError at
+    dispatch) takes ``device_type`` out of ``devices``, so it is not tried again; the
+    kernel's own checks of its inputs (dtype, device, layout; CUDA's may be stricter than
+    our guards know) refuse this call only. Running out of memory reaches the caller.
+    """
+    try:
+        call()
+        return True
     except (NotImplementedError, AttributeError):
-        # A torch without the CPU kernel fails at dispatch, before the moments change.
-        _FUSED_ADAM_DEVICES.discard("cpu")
-        return None
+        devices.discard(device_type)
     except _OUT_OF_MEMORY:
         raise
     except RuntimeError:
-        return None  # refused by the kernel's input checks, which run before it writes
-    return negated
+        pass
+    return False
