@@ -30,18 +30,21 @@ NESTEROV = {
 }
 
 
-def run(name: str, device: str, steps: int = 3, **path) -> list[torch.Tensor]:
-    """Parameters after ``steps`` steps with seeded weights and gradients."""
+def run(name: str, device: str, steps: int = 3, lay_out=None, **path) -> list[torch.Tensor]:
+    """Parameters after ``steps`` steps with seeded weights and gradients (each weight and
+    gradient passed through ``lay_out`` first when given, e.g. to make it a DTensor)."""
+    lay_out = lay_out or (lambda tensor: tensor)
     generator = torch.Generator().manual_seed(0)
     weights = [torch.randn(s, generator=generator) for s in SHAPES]
     grads = [[torch.randn(s, generator=generator) for s in SHAPES] for _ in range(steps)]
-    params = [w.to(device).requires_grad_() for w in weights]
+    params = [torch.nn.Parameter(lay_out(w.to(device))) for w in weights]
     optimizer = {**OPTIMIZERS, **NESTEROV}[name](params, **path)
     for step_grads in grads:
         for param, grad in zip(params, step_grads):
-            param.grad = grad.to(device)
+            param.grad = lay_out(grad.to(device))
         optimizer.step()
-    return [p.detach().cpu() for p in params]
+    whole = [p.full_tensor() if hasattr(p, "full_tensor") else p for p in params]
+    return [p.detach().cpu() for p in whole]
 
 
 @pytest.mark.parametrize("path", GPU_PATHS)
@@ -124,3 +127,63 @@ def test_a_tiny_training_run_on_the_gpu(tmp_path):
     summary = train(config, progress=False)
     assert summary["device"].startswith("cuda")
     assert json.loads((tmp_path / "summary.json").read_text())["final_test_acc"] > 10.0
+
+
+@pytest.fixture
+def nccl_mesh_of_one(monkeypatch):
+    """A one-process NCCL group and its CUDA mesh, as torchrun would set up rank 0 of 1."""
+    import torch.distributed as dist
+    from processes import free_port
+
+    if not dist.is_available() or not dist.is_nccl_available():
+        pytest.skip("this torch has no NCCL")
+    tensor_api = pytest.importorskip("torch.distributed.tensor")
+    from torch.distributed.device_mesh import init_device_mesh
+
+    environment = dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    environment.update(WORLD_SIZE="1", RANK="0", LOCAL_RANK="0")
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    dist.init_process_group("nccl")
+    try:
+        yield tensor_api, init_device_mesh("cuda", (1,))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_dtensor_parameters_on_the_gpu_give_the_cpu_reference_numbers(nccl_mesh_of_one, name):
+    # The sharded multi-tensor path (local shards, one NCCL all-reduce of the norms).
+    tensor_api, mesh = nccl_mesh_of_one
+
+    def lay_out(tensor):
+        return tensor_api.distribute_tensor(tensor, mesh, [tensor_api.Shard(0)])
+
+    expected = run(name, "cpu", foreach=False)
+    for ours, reference in zip(run(name, "cuda", lay_out=lay_out), expected):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_dtensor_steps_on_the_gpu_never_synchronize_with_the_host(nccl_mesh_of_one, name):
+    tensor_api, mesh = nccl_mesh_of_one
+    params = []
+    for shape in SHAPES:
+        weight = tensor_api.distribute_tensor(
+            torch.randn(shape, device="cuda"), mesh, [tensor_api.Shard(0)]
+        )
+        params.append(torch.nn.Parameter(weight))
+    for param in params:
+        param.grad = tensor_api.distribute_tensor(
+            torch.randn(param.shape, device="cuda"), mesh, [tensor_api.Shard(0)]
+        )
+    optimizer = OPTIMIZERS[name](params)
+    optimizer.step()  # allocates state outside the checked region
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            optimizer.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert optimizer.last_step_paths == ("foreach",)

@@ -1,6 +1,7 @@
 """The optimizers under torch.distributed's ZeroRedundancyOptimizer (optimizer state sharded
 across processes): each process steps whole layers, so every trust ratio sees its layer's
-full norms and the result equals one process's run."""
+full norms and the result equals one process's run. (DTensor parameters, FSDP2's:
+tests/test_optim_sharded.py.)"""
 
 from __future__ import annotations
 
@@ -70,33 +71,21 @@ def test_zero_redundancy_sharding_over_two_processes_matches_one_process(name, t
         torch.testing.assert_close(ours, alone.detach(), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_sharded_dtensor_parameters_are_refused_with_the_way_out(name, monkeypatch):
-    tensor_module = pytest.importorskip("torch.distributed.tensor")  # public from torch 2.5
-    from torch.distributed.device_mesh import init_device_mesh
+class FlatParameter(torch.Tensor):  # stands in for FSDP1's: the rule goes by type name
+    pass
 
-    environment = dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
-    environment.update(WORLD_SIZE="1", RANK="0", LOCAL_RANK="0")
-    for variable, value in environment.items():  # restored after the test
-        monkeypatch.setenv(variable, value)
-    dist.init_process_group("gloo")
-    try:
-        mesh = init_device_mesh("cpu", (1,))
-        sharded = tensor_module.distribute_tensor(torch.randn(4, 4), mesh, [tensor_module.Shard(0)])
-        weight = torch.nn.Parameter(sharded)
-        optimizer_class, keywords = OPTIMIZERS[name]
-        with pytest.raises(ValueError, match="DTensor.*ZeroRedundancyOptimizer"):
-            optimizer_class([weight], **keywords)
-    finally:
-        dist.destroy_process_group()
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_fsdp1_flat_parameters_are_refused_with_the_ways_out(name):
+    optimizer_class, keywords = OPTIMIZERS[name]
+    flat = torch.randn(12).as_subclass(FlatParameter).requires_grad_()
+    with pytest.raises(ValueError, match="flat parameter.*fully_shard.*ZeroRedundancyOptimizer"):
+        optimizer_class([flat], **keywords)
 
 
 def test_a_refused_group_added_later_leaves_the_optimizer_as_it_was():
-    class DTensor(torch.Tensor):  # stands in for a sharded parameter: the rule goes by type
-        pass
-
     optimizer = LARS([torch.randn(3, 3, requires_grad=True)])
-    sharded = torch.randn(3, 3).as_subclass(DTensor).requires_grad_()
-    with pytest.raises(ValueError, match="DTensor"):
-        optimizer.add_param_group({"params": [sharded]})
+    flat = torch.randn(9).as_subclass(FlatParameter).requires_grad_()
+    with pytest.raises(ValueError, match="flat parameter"):
+        optimizer.add_param_group({"params": [flat]})
     assert len(optimizer.param_groups) == 1

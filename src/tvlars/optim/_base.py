@@ -1,7 +1,7 @@
 """What LARS, TVLARS and LAMB share: the adaptation rule, the step loop, validation.
 
 A subclass provides ``_init_state(param, state, group)`` and
-``_update_group(group, params, grads, states, adapted, path, stats)``; this base class
+``_update_group(group, params, grads, states, adapted, path, stats, sharded)``; this base class
 gathers the parameters that have gradients, decides which of them are adapted, counts
 steps, and collects the per-layer norms for telemetry when asked.
 """
@@ -17,7 +17,15 @@ from torch.optim import Optimizer
 
 from tvlars.optim import _native
 from tvlars.optim._multi_tensor import Scratch
-from tvlars.optim._paths import FUSED_CHOICES, PerStepValues, resolve_path, wants_native
+from tvlars.optim._paths import (
+    FOREACH,
+    FUSED_CHOICES,
+    SINGLE,
+    PerStepValues,
+    resolve_path,
+    wants_native,
+)
+from tvlars.optim._sharded import ShardedLayers, is_dtensor
 from tvlars.optim._stats import LayerStats
 
 
@@ -48,23 +56,28 @@ def is_adapted(param: Tensor, group: Mapping[str, Any]) -> bool:
     return adapted_flags((param,), group)[0]
 
 
-# Parameters that hold only a shard of a tensor, or several layers in one tensor.
-_SHARDED_TYPES = {
-    "DTensor": "a DTensor (FSDP2, tensor parallelism)",
-    "FlatParameter": "an FSDP flat parameter (several layers in one tensor)",
-}
-
-
-def refuse_sharded(param: Tensor, optimizer: str) -> None:
-    """Raise for parameters whose norm is not their layer's norm: a layer-wise trust ratio
-    needs each layer's whole weight and gradient in one tensor."""
-    kind = _SHARDED_TYPES.get(type(param).__name__)
-    if kind is not None:
+def refuse_flat(param: Tensor, optimizer: str) -> None:
+    """Raise for FSDP1's flat parameters: several layers in one tensor have no layer-wise
+    norms. (DTensors, FSDP2's sharded parameters, are supported: see ``_sharded``.)"""
+    if type(param).__name__ == "FlatParameter":
         raise ValueError(
-            f"{optimizer} got {kind}: its local values are not one whole layer, so the "
-            "layer-wise norms would be wrong. Shard the optimizer state by whole parameters "
-            "instead (DDP, or torch.distributed.optim.ZeroRedundancyOptimizer with "
+            f"{optimizer} got an FSDP flat parameter (several layers in one tensor): its "
+            "norm is not any layer's norm, so the layer-wise trust ratios would be wrong. "
+            "Shard with FSDP2 (torch.distributed.fsdp.fully_shard), whose DTensor parameters "
+            f"{optimizer} takes, or shard the optimizer state by whole parameters "
+            "(DDP, or torch.distributed.optim.ZeroRedundancyOptimizer with "
             f"optimizer_class={optimizer})"
+        )
+
+
+def refuse_sharded_fused(param: Tensor, group: Mapping[str, Any], optimizer: str) -> None:
+    """Raise for a DTensor in a group that asks for the fused path: neither the native
+    kernels nor ``torch.compile`` of the per-tensor update take DTensors."""
+    if group.get("fused") and is_dtensor(param):
+        raise ValueError(
+            f"{optimizer}: fused={group['fused']!r} cannot step DTensor (sharded) parameters. "
+            "Leave fused=None (the multi-tensor path runs on the local shards, with one "
+            "all-reduce for the layer norms) or pass foreach=False (the reference path)."
         )
 
 
@@ -173,7 +186,8 @@ class LayerwiseOptimizer(Optimizer):
         super().add_param_group(param_group)
         try:
             for param in param_group["params"]:
-                refuse_sharded(param, type(self).__name__)
+                refuse_flat(param, type(self).__name__)
+                refuse_sharded_fused(param, param_group, type(self).__name__)
         except ValueError:
             self.param_groups.pop()  # a refused group is not half added
             raise
@@ -232,7 +246,12 @@ class LayerwiseOptimizer(Optimizer):
                 params.append(param)
                 grads.append(grad)
                 states.append(state)
-            if params:
+            sharded = ShardedLayers.of(params, grads) if params else None
+            if sharded is not None:
+                adapted = adapted_flags(params, group)
+                path = SINGLE if group["foreach"] is False else FOREACH
+                self._update_group(group, params, grads, states, adapted, path, collector, sharded)
+            elif params:
                 adapted = adapted_flags(params, group)
                 device = params[0].device
                 native_ok = wants_native(
@@ -246,7 +265,7 @@ class LayerwiseOptimizer(Optimizer):
                 path = resolve_path(
                     group["foreach"], group["fused"], device, adapted_numel, native_ok
                 )
-                self._update_group(group, params, grads, states, adapted, path, collector)
+                self._update_group(group, params, grads, states, adapted, path, collector, None)
             paths.append(path)
             group["step"] += 1
 
@@ -266,5 +285,9 @@ class LayerwiseOptimizer(Optimizer):
         adapted: list[bool],
         path: str,
         collector: LayerStatsCollector | None,
+        sharded: ShardedLayers | None,
     ) -> None:
+        """Update one group along ``path``. ``sharded`` is set when some parameters are
+        DTensors: the single-tensor path then runs on the DTensors themselves, the
+        multi-tensor path on their local shards with ``sharded``'s norms."""
         raise NotImplementedError

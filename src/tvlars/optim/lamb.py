@@ -27,7 +27,6 @@ from tvlars.optim._multi_tensor import (
     Scratch,
     chunks,
     eager_on_cpu,
-    layer_norms,
     negated_adam_directions,
 )
 from tvlars.optim._paths import (
@@ -39,6 +38,7 @@ from tvlars.optim._paths import (
     norm_dtype,
     run_fused,
 )
+from tvlars.optim._sharded import NormPairs, local_norm_pairs, whole_values
 
 
 def _lamb_trust_ratio(
@@ -102,20 +102,24 @@ def lamb_foreach(
     adapted: bool,
     scratch: Scratch | None = None,
     bias_step: float = math.inf,
+    norm_pairs: NormPairs = local_norm_pairs,
 ):
     """Multi-tensor form of :func:`lamb_tensor` for tensors of one device and dtype.
 
     With ``scratch`` (CPU), temporaries are made in its memory instead of fresh tensors,
     and where torch's fused Adam kernel can take the tensors it makes Adam's direction in
     one pass (``bias_step``: the step count s of the bias corrections, ``math.inf`` for
-    none; it must match ``bias_correction1/2``).
+    none; it must match ``bias_correction1/2``). ``norm_pairs`` takes the layer norms
+    (of local shards, it adds them up across processes).
     """
     if scratch is not None:
         negated = negated_adam_directions(
             scratch, grads, exp_avgs, exp_avg_sqs, bias_step, beta1, beta2, eps
         )
         if negated is not None:
-            return _lamb_update(params, negated, -1, lr, weight_decay, weight_norm_clamp, adapted)
+            return _lamb_update(
+                params, negated, -1, lr, weight_decay, weight_norm_clamp, adapted, norm_pairs
+            )
     torch._foreach_mul_(exp_avgs, beta1)
     torch._foreach_add_(exp_avgs, grads, alpha=1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
@@ -132,7 +136,9 @@ def lamb_foreach(
     torch._foreach_sqrt_(denominators)
     torch._foreach_add_(denominators, eps)
     torch._foreach_div_(directions, denominators)
-    return _lamb_update(params, directions, 1, lr, weight_decay, weight_norm_clamp, adapted)
+    return _lamb_update(
+        params, directions, 1, lr, weight_decay, weight_norm_clamp, adapted, norm_pairs
+    )
 
 
 def _lamb_update(
@@ -143,6 +149,7 @@ def _lamb_update(
     weight_decay: float,
     weight_norm_clamp: tuple[float, float] | None,
     adapted: bool,
+    norm_pairs: NormPairs,
 ):
     """The rest of :func:`lamb_foreach`, from ``directions`` = ``sign`` times Adam's
     direction ``a`` (``sign`` 1 or -1; overwritten): ``u = a + wd*w`` for adapted layers,
@@ -153,8 +160,7 @@ def _lamb_update(
     if weight_decay != 0:
         torch._foreach_add_(directions, params, alpha=sign * weight_decay)
     accumulate = norm_dtype(params[0].dtype)
-    weight_norms = layer_norms(params, accumulate)
-    direction_norms = layer_norms(directions, accumulate)
+    weight_norms, direction_norms = norm_pairs(params, directions, accumulate)
     trusts = _lamb_trust_ratio(weight_norms, direction_norms, weight_norm_clamp).unbind(0)
     torch._foreach_mul_(directions, trusts)
     torch._foreach_add_(params, directions, alpha=-sign * lr)
@@ -238,7 +244,9 @@ class LAMB(LayerwiseOptimizer):
         state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def _update_group(self, group, params, grads, states, adapted, path, collector) -> None:
+    def _update_group(
+        self, group, params, grads, states, adapted, path, collector, sharded
+    ) -> None:
         beta1, beta2 = group["betas"]
         step_count = group["step"] + 1
         if group["bias_correction"]:
@@ -265,11 +273,16 @@ class LAMB(LayerwiseOptimizer):
         exp_avgs = [state["exp_avg"] for state in states]
         exp_avg_sqs = [state["exp_avg_sq"] for state in states]
         norms: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
+        reported = params  # telemetry names the parameters, not their local shards
+        if sharded is not None and path == FOREACH:
+            # Local shards, each bucket whole (one collective per bucket on every process).
+            params, grads = sharded.local(params), sharded.local(grads)
+            exp_avgs, exp_avg_sqs = sharded.local(exp_avgs), sharded.local(exp_avg_sqs)
 
         def foreach_over(indices_all: list[int], is_adapted: bool) -> None:
             for bucket in group_by_device_and_dtype(indices_all, params).values():
                 on_cpu = eager_on_cpu(params[bucket[0]])
-                for indices in chunks(bucket, params):
+                for indices in chunks(bucket, params) if sharded is None else [bucket]:
                     results = lamb_foreach(
                         [params[i] for i in indices],
                         [grads[i] for i in indices],
@@ -281,6 +294,9 @@ class LAMB(LayerwiseOptimizer):
                         adapted=is_adapted,
                         scratch=self._scratch if on_cpu else None,
                         bias_step=step_count if group["bias_correction"] else math.inf,
+                        norm_pairs=(
+                            local_norm_pairs if sharded is None else sharded.norm_pairs(indices)
+                        ),
                         **options,
                     )
                     if results is not None:
@@ -334,4 +350,9 @@ class LAMB(LayerwiseOptimizer):
         if collector is not None and norms:
             order = sorted(norms)
             weight_norms, direction_norms, trusts = zip(*(norms[i] for i in order))
-            collector.add([params[i] for i in order], weight_norms, direction_norms, trusts, lr)
+            if sharded is not None and path != FOREACH:
+                # The reference path's norms of DTensors are DTensors: telemetry takes
+                # them whole.
+                weight_norms = whole_values(weight_norms)
+                direction_norms, trusts = whole_values(direction_norms), whole_values(trusts)
+            collector.add([reported[i] for i in order], weight_norms, direction_norms, trusts, lr)

@@ -32,18 +32,19 @@ from tvlars.optim._multi_tensor import (
     chunks,
     decayed_gradients,
     heavy_ball_step,
-    layer_norms,
     scratch_for,
 )
 from tvlars.optim._paths import (
     FOREACH,
     FUSED,
     NATIVE,
+    SINGLE,
     alias_1d,
     group_by_device_and_dtype,
     norm_dtype,
     run_fused,
 )
+from tvlars.optim._sharded import NormPairs, ShardedLayers, local_norm_pairs, whole_values
 
 # --------------------------------------------------------------------------- momentum
 
@@ -170,18 +171,19 @@ def lars_adapted_foreach(
     norm_clamp: float | None,
     nesterov: bool,
     scratch: Scratch | None = None,
+    norm_pairs: NormPairs = local_norm_pairs,
 ):
     """Multi-tensor form of :func:`lars_adapted_tensor` for tensors of one device and dtype.
 
-    With ``scratch``, the directions are made in its memory instead of fresh tensors.
+    With ``scratch``, the directions are made in its memory instead of fresh tensors;
+    ``norm_pairs`` takes the layer norms (of local shards, it adds them up across processes).
     """
     if weight_decay != 0:
         directions = decayed_gradients(grads, params, weight_decay, scratch)
     else:
         directions = list(grads)  # read only below: p.grad is never modified
     accumulate = norm_dtype(params[0].dtype)
-    weight_norms = layer_norms(params, accumulate)
-    direction_norms = layer_norms(directions, accumulate)
+    weight_norms, direction_norms = norm_pairs(params, directions, accumulate)
     trusts = _trust_ratio(weight_norms, direction_norms, eta * scale, norm_clamp).unbind(0)
     if weight_decay != 0:
         torch._foreach_mul_(directions, trusts)
@@ -237,13 +239,19 @@ def lars_update_group(
     collector: LayerStatsCollector | None,
     per_step_values: Callable[[torch.device, tuple[float, ...]], Tensor],
     scratch: Scratch | None = None,
+    sharded: ShardedLayers | None = None,
 ) -> None:
     """Update one param group along ``path`` ("single", "foreach", "fused" or "native").
 
     ``per_step_values(device, values)`` gives the fused path its per-step values as a
     device tensor (see :class:`~tvlars.optim._paths.PerStepValues`); ``scratch`` holds the
-    multi-tensor path's temporaries (see :mod:`tvlars.optim._multi_tensor`).
+    multi-tensor path's temporaries (see :mod:`tvlars.optim._multi_tensor`). With
+    ``sharded`` (DTensor parameters, :mod:`tvlars.optim._sharded`) the multi-tensor path
+    steps the local shards, each bucket whole, with norms summed across processes.
     """
+    reported = params  # telemetry names the parameters, not their local shards
+    if sharded is not None and path == FOREACH:
+        params, grads, buffers = sharded.local(params), sharded.local(grads), sharded.local(buffers)
     adapted_idx = [i for i, a in enumerate(adapted) if a]
     excluded_idx = [i for i, a in enumerate(adapted) if not a]
     options = dict(
@@ -289,7 +297,8 @@ def lars_update_group(
 
     if path == FOREACH:
         for bucket in group_by_device_and_dtype(adapted_idx, params).values():
-            for indices in chunks(bucket, params):
+            # A sharded bucket goes whole: each part is one collective on every process.
+            for indices in chunks(bucket, params) if sharded is None else [bucket]:
                 chunk = [params[i] for i in indices]
                 results = lars_adapted_foreach(
                     chunk,
@@ -298,6 +307,7 @@ def lars_update_group(
                     lr,
                     scale,
                     scratch=None if scratch is None else scratch_for(chunk, scratch),
+                    norm_pairs=local_norm_pairs if sharded is None else sharded.norm_pairs(indices),
                     **options,
                 )
                 norms.update(zip(indices, zip(*results)))
@@ -327,13 +337,17 @@ def lars_update_group(
                 params[i], grads[i], buffers[i], values, norm_clamp=norm_clamp, nesterov=nesterov
             )
 
-    _report(collector, params, adapted_idx, norms, lr)
+    _report(collector, reported, adapted_idx, norms, lr, sharded is not None and path == SINGLE)
 
 
-def _report(collector, params, adapted_idx, norms, lr) -> None:
-    """Hand the adapted layers' norms to telemetry, in group order."""
+def _report(collector, params, adapted_idx, norms, lr, of_dtensors: bool) -> None:
+    """Hand the adapted layers' norms to telemetry, in group order (``of_dtensors``: the
+    reference path's norms of DTensors, DTensors themselves, which telemetry takes whole)."""
     if collector is not None and adapted_idx:
         weight_norms, grad_norms, trusts = zip(*(norms[i] for i in adapted_idx))
+        if of_dtensors:
+            weight_norms, grad_norms = whole_values(weight_norms), whole_values(grad_norms)
+            trusts = whole_values(trusts)
         collector.add([params[i] for i in adapted_idx], weight_norms, grad_norms, trusts, lr)
 
 
@@ -408,7 +422,9 @@ class LARS(LayerwiseOptimizer):
         """(scale of the adapted trust ratio, scale of excluded updates, norm clamp)."""
         return 1.0, 1.0, None
 
-    def _update_group(self, group, params, grads, states, adapted, path, collector) -> None:
+    def _update_group(
+        self, group, params, grads, states, adapted, path, collector, sharded
+    ) -> None:
         key = "previous_lookahead" if group["nesterov"] else "momentum_buffer"
         if group["momentum"] == 0:
             buffers = [None] * len(states)
@@ -439,4 +455,5 @@ class LARS(LayerwiseOptimizer):
             collector=collector,
             scratch=self._scratch,
             per_step_values=functools.partial(self._per_step_values, id(group)),
+            sharded=sharded,
         )

@@ -39,6 +39,7 @@ from tvlars.optim._multi_tensor import (
     layer_norms,
     scratch_for,
 )
+from tvlars.optim._sharded import ShardedLayers
 
 #: Columns of the CSV file, in order. The last five are the per-layer values.
 COLUMNS = ("step", "layer", "weight_norm", "grad_norm", "norm_ratio", "trust_ratio", "step_size")
@@ -359,13 +360,24 @@ class LayerRecorder:
         On CPU the native kernels' norm pass does it in one read of w and g (a plain SGD
         step on ResNet-18 shapes took 2.3x as long with the recorder attached when it
         made g + wd*w in fresh memory and took two norms of it). Elsewhere as the
-        multi-tensor optimizer path does (tvlars.optim._multi_tensor).
+        multi-tensor optimizer path does (tvlars.optim._multi_tensor), and for DTensor
+        parameters (FSDP2) as it does too: local shards, one all-reduce for the norms
+        (tvlars.optim._sharded), which every process must then make: attach a recorder
+        on each.
         """
+        # Half-precision sums of squares overflow (float16 tops out at 65504).
+        accumulate = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+        sharded = ShardedLayers.of(params, grads)
+        if sharded is not None:
+            local_params, directions = sharded.local(params), sharded.local(grads)
+            if decay != 0:
+                directions = decayed_gradients(directions, local_params, decay, None)
+            norm_pairs = sharded.norm_pairs(range(len(params)))
+            whole_weight_norms, whole_grad_norms = norm_pairs(local_params, directions, accumulate)
+            return list(whole_weight_norms.unbind()), list(whole_grad_norms.unbind())
         if eager_on_cpu(params[0]) and _native.available(params, grads):
             norms = _native.layer_norms(params, grads, decay).to(torch.float32)
             return list(norms[:, 0].unbind()), list(norms[:, 1].unbind())
-        # Half-precision sums of squares overflow (float16 tops out at 65504).
-        accumulate = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
         weight_norms: list[Tensor] = []
         grad_norms: list[Tensor] = []
         for run in chunks(range(len(params)), params):

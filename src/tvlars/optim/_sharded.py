@@ -1,0 +1,174 @@
+"""Parameters sharded across processes as DTensors (FSDP2's ``fully_shard``, tensor
+parallelism): layer-wise norms over the whole layer, one collective per bucket.
+
+A trust ratio needs each layer's norm over the *whole* tensor, and each process holds
+only its shard. A sum of squares is the sum of the shards' sums of squares, so::
+
+    |w|^2 = sum over the processes p of |w_p|^2
+
+where ``w_p`` is process p's local shard. The multi-tensor path therefore runs on the
+local shards as it would on whole tensors, except for the norms: each process stacks
+its local ``|w_p|^2`` and ``|u_p|^2`` (u: the layer's direction) for every adapted layer
+of a bucket into one tensor, a single ``all_reduce(SUM)`` over the mesh dimensions the
+layers are sharded along adds them up, and the square roots are every process's full
+norms. Everything else in LARS, TVLARS and LAMB is elementwise and stays local.
+
+Mesh dimensions along which a layer is *replicated* (HSDP's outer dimension, a
+tensor-parallel layer that is not split) hold copies, not parts, and are not summed.
+A ``Partial`` placement (values that still await a reduction) is refused: such a tensor
+is not a parameter's value.
+
+The single-tensor path needs none of this: it runs the reference arithmetic on the
+DTensors themselves, and DTensor's own dispatch gathers each norm (one collective per
+norm). The native kernels and ``torch.compile`` do not take DTensors.
+
+Every process must step the same parameters in the same order (each bucket is one
+collective), which FSDP2 guarantees: its gradients exist on every process or on none.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from tvlars.optim._multi_tensor import layer_norms
+
+#: ``norm_pairs(weights, directions, accumulate)`` -> ``(|w| per layer, |u| per layer)``,
+#: each one tensor of ``len(weights)`` values in ``accumulate``.
+NormPairs = Callable[[Sequence[Tensor], Sequence[Tensor], torch.dtype], tuple[Tensor, Tensor]]
+
+
+@functools.cache
+def _dtensor_type() -> type | None:
+    if not dist.is_available():
+        return None
+    try:
+        from torch.distributed.tensor import DTensor  # public from torch 2.5 on
+    except ImportError:
+        return None
+    return DTensor
+
+
+def is_dtensor(tensor: Tensor) -> bool:
+    """Whether ``tensor`` is a ``torch.distributed.tensor.DTensor``."""
+    dtensor = _dtensor_type()
+    return dtensor is not None and isinstance(tensor, dtensor)
+
+
+def local_norm_pairs(
+    weights: Sequence[Tensor], directions: Sequence[Tensor], accumulate: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """The norm pairs of whole (unsharded) tensors: :func:`layer_norms` of each list."""
+    return layer_norms(weights, accumulate), layer_norms(directions, accumulate)
+
+
+def _sharded_groups(tensor: Tensor) -> tuple:
+    """The process groups over which ``tensor``'s shards are summed: one per mesh
+    dimension it is sharded along (none for a plain tensor or a replicated one)."""
+    if not is_dtensor(tensor):
+        return ()
+    groups = []
+    for mesh_dim, placement in enumerate(tensor.placements):
+        if placement.is_partial():
+            raise ValueError(
+                f"got a DTensor parameter with a Partial placement ({tensor.placements}): its "
+                "local values are unreduced parts, not the parameter. Redistribute it to "
+                "Shard or Replicate placements before the optimizer steps."
+            )
+        if placement.is_shard():
+            groups.append(tensor.device_mesh.get_group(mesh_dim))
+    return tuple(groups)
+
+
+def _require_aligned(param: Tensor, grad: Tensor) -> None:
+    """The local shards of a weight and its gradient must hold the same elements."""
+    if not is_dtensor(param) and not is_dtensor(grad):
+        return
+    if (
+        not (is_dtensor(param) and is_dtensor(grad))
+        or grad.device_mesh != param.device_mesh
+        or tuple(grad.placements) != tuple(param.placements)
+    ):
+        describe = lambda t: (  # noqa: E731
+            f"DTensor {tuple(t.placements)}" if is_dtensor(t) else "a plain tensor"
+        )
+        raise ValueError(
+            f"a parameter is {describe(param)} but its gradient is {describe(grad)}: their "
+            "local values would not be the same elements. Give the gradient the parameter's "
+            "mesh and placements (grad.redistribute(param.device_mesh, param.placements))."
+        )
+
+
+class ShardedLayers:
+    """The DTensors of one param group's step and their local shards.
+
+    ``local(tensors)`` gives the local shard of each DTensor (a view: updating it updates
+    the parameter) and leaves plain tensors as they are; ``norm_pairs(indices)`` gives the
+    norm function for the layers at ``indices`` of the group.
+    """
+
+    def __init__(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> None:
+        for param, grad in zip(params, grads):
+            _require_aligned(param, grad)
+        self._groups = [_sharded_groups(param) for param in params]
+
+    @classmethod
+    def of(cls, params: Sequence[Tensor], grads: Sequence[Tensor]) -> ShardedLayers | None:
+        """The group's sharded layers, or ``None`` when no parameter is a DTensor."""
+        dtensor = _dtensor_type()
+        # By the set of types, not isinstance per tensor (a slow check on tensors): this
+        # runs at every step, 5 us instead of 26 us for ResNet-50's 161 parameters.
+        if dtensor is None or not any(issubclass(kind, dtensor) for kind in set(map(type, params))):
+            return None
+        return cls(params, grads)
+
+    @staticmethod
+    def local(tensors: Sequence[Tensor | None]) -> list[Tensor | None]:
+        return [t.to_local() if t is not None and is_dtensor(t) else t for t in tensors]
+
+    def norm_pairs(self, indices: Sequence[int]) -> NormPairs:
+        """The full-layer norms of the layers at ``indices``, from their local shards:
+        one ``all_reduce`` per distinct set of process groups among them (one in all for
+        a model sharded one way, as FSDP2 shards it)."""
+        columns_by_groups: dict[tuple, list[int]] = {}
+        for column, index in enumerate(indices):
+            columns_by_groups.setdefault(self._groups[index], []).append(column)
+
+        def full_norm_pairs(weights, directions, accumulate):
+            pieces = []
+            for groups, columns in columns_by_groups.items():
+                # Sums of squares of the local shards: row 0 weights, row 1 directions.
+                sums = torch.stack(
+                    local_norm_pairs(
+                        [weights[c] for c in columns], [directions[c] for c in columns], accumulate
+                    )
+                ).square_()
+                for group in groups:
+                    dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=group)
+                pieces.append((columns, sums.sqrt_()))
+            if len(pieces) == 1:
+                weight_norms, direction_norms = pieces[0][1].unbind(0)
+                return weight_norms, direction_norms
+            # Layers sharded in different ways: put the columns back in layer order.
+            by_column = {}
+            for columns, norms in pieces:
+                by_column.update(zip(columns, norms.unbind(1)))
+            ordered = torch.stack([by_column[c] for c in range(len(indices))], dim=1)
+            weight_norms, direction_norms = ordered.unbind(0)
+            return weight_norms, direction_norms
+
+        return full_norm_pairs
+
+
+def whole_values(values: Sequence[Tensor]) -> list[Tensor]:
+    """Plain tensors of the values the reference path computes from DTensors.
+
+    The norm of a sharded DTensor is a DTensor whose local value is each process's part (a
+    "partial" placement); ``full_tensor()`` adds them up, a collective that every process
+    makes in the same order, as every process steps the same parameters.
+    """
+    return [value.full_tensor() if is_dtensor(value) else value for value in values]

@@ -1,0 +1,336 @@
+"""The optimizers on DTensor parameters (FSDP2's ``fully_shard``, tensor parallelism): two
+processes that each hold shards of the layers take the same steps as one process that
+holds the whole tensors, because every trust ratio sees its whole layer's norms.
+
+Each optimizer's two-process run happens once (a module-scoped fixture) and the tests
+below read what it saved.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from processes import free_port, join_as_torchrun_rank
+from torch.distributed.device_mesh import init_device_mesh
+
+from tvlars import LAMB, LARS, TVLARS
+from tvlars.telemetry import LayerRecorder, read_layers
+
+tensor_api = pytest.importorskip("torch.distributed.tensor")  # public from torch 2.5 on
+fsdp_api = pytest.importorskip("torch.distributed.fsdp")
+if not hasattr(fsdp_api, "fully_shard"):  # FSDP2's entry point, public from torch 2.6 on
+    pytest.skip("this torch has no torch.distributed.fsdp.fully_shard", allow_module_level=True)
+
+STEPS = 3
+OPTIMIZERS = {
+    "lars": (LARS, {"lr": 0.7}),
+    "tvlars": (TVLARS, {"lr": 0.7, "lmbda": 0.3, "nesterov": True}),
+    "lamb": (LAMB, {"lr": 0.05}),
+}
+PATHS = {"default": {}, "single": {"foreach": False}}
+# Whole-tensor shapes and how the two-process run lays each out on a mesh of 2: split by
+# rows, by columns, copied whole, split unevenly with a 1-D (excluded) layer, and a plain
+# tensor beside the DTensors.
+LAYOUTS = [((6, 5), "shard0"), ((5, 7), "shard1"), ((3, 4), "replicate"), ((7,), "shard0"),
+           ((4, 3), "plain")]  # fmt: skip
+BATCH = 8
+
+
+def make_model() -> torch.nn.Module:
+    """Linear layers whose rows split 4/3 over two processes, and one (a single row) that
+    leaves the second process an empty shard."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 6), torch.nn.Tanh(),
+        torch.nn.Linear(6, 1),
+    )  # fmt: skip
+
+
+def batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(10 + step)
+    return torch.randn(BATCH, 5, generator=generator), torch.randn(BATCH, 1, generator=generator)
+
+
+def whole_tensors(seed: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=generator) for shape, _ in LAYOUTS]
+
+
+def make_optimizer(name: str, path: str, params):
+    optimizer_class, keywords = OPTIMIZERS[name]
+    optimizer = optimizer_class(params, **keywords, **PATHS[path])
+    optimizer.record_layer_stats = True
+    return optimizer
+
+
+def count_all_reduces(monkeypatch_target, counter: list[int]):
+    real = monkeypatch_target.all_reduce
+
+    def counting(*args, **kwargs):
+        counter[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch_target.all_reduce = counting
+    return real
+
+
+def all_ranks(value) -> list:
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def train_fsdp(name: str, path: str, rank: int) -> dict:
+    """FSDP2 over two processes, each with half of every batch (gradients averaged)."""
+    model = make_model()
+    fsdp_api.fully_shard(model)
+    optimizer = make_optimizer(name, path, model.parameters())
+    all_reduces_per_step = []
+    for step in range(STEPS):
+        inputs, targets = batch(step)
+        half = slice(rank * BATCH // 2, (rank + 1) * BATCH // 2)
+        torch.nn.functional.mse_loss(model(inputs[half]), targets[half]).backward()
+        counter = [0]
+        real = count_all_reduces(dist, counter)
+        try:
+            optimizer.step()
+        finally:
+            dist.all_reduce = real
+        all_reduces_per_step.append(counter[0])
+        optimizer.zero_grad()
+    stats = optimizer.layer_stats
+    return {
+        "params": [p.full_tensor() for p in model.parameters()],
+        "weight_norms": torch.stack(stats.weight_norm),
+        "grad_norms": torch.stack(stats.grad_norm),
+        "local_shapes": all_ranks([tuple(p.to_local().shape) for p in model.parameters()]),
+        "all_reduces_per_step": all_reduces_per_step,
+        "paths": optimizer.last_step_paths,
+    }
+
+
+def train_layouts(name: str, path: str) -> dict:
+    """The LAYOUTS as DTensors (and one plain tensor) in one param group."""
+    mesh = init_device_mesh("cpu", (2,))
+
+    def lay_out(tensor: torch.Tensor, layout: str) -> torch.Tensor:
+        placement = {
+            "shard0": tensor_api.Shard(0),
+            "shard1": tensor_api.Shard(1),
+            "replicate": tensor_api.Replicate(),
+        }.get(layout)
+        if placement is None:
+            return tensor.clone()
+        return tensor_api.distribute_tensor(tensor.clone(), mesh, [placement])
+
+    layouts = [layout for _, layout in LAYOUTS]
+    params = [torch.nn.Parameter(lay_out(t, lo)) for t, lo in zip(whole_tensors(0), layouts)]
+    optimizer = make_optimizer(name, path, params)
+    for step in range(STEPS):
+        for param, grad, layout in zip(params, whole_tensors(100 + step), layouts):
+            param.grad = lay_out(grad, layout)
+        optimizer.step()
+    whole = [p.full_tensor() if isinstance(p, tensor_api.DTensor) else p.detach() for p in params]
+    return {"params": whole, "weight_norms": torch.stack(optimizer.layer_stats.weight_norm)}
+
+
+def record_fsdp(name: str, rank: int, folder: str) -> None:
+    """FSDP2 training with a LayerRecorder on every process (rank r writes layers{r}.csv),
+    for the optimizer under test and for torch's SGD, whose norms the recorder computes."""
+    for optimizer_name in (name, "sgd"):
+        model = make_model()
+        fsdp_api.fully_shard(model)
+        optimizer = make_recorded_optimizer(optimizer_name, model.parameters())
+        csv = f"{folder}/{optimizer_name}-layers{rank}.csv"
+        with LayerRecorder(optimizer, model, csv):
+            for step in range(STEPS):
+                inputs, targets = batch(step)
+                half = slice(rank * BATCH // 2, (rank + 1) * BATCH // 2)
+                torch.nn.functional.mse_loss(model(inputs[half]), targets[half]).backward()
+                optimizer.step()
+                optimizer.zero_grad()
+
+
+def make_recorded_optimizer(name: str, params):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    optimizer_class, keywords = OPTIMIZERS[name]
+    return optimizer_class(params, **keywords)
+
+
+def _worker(rank: int, port: int, name: str, folder: str) -> None:
+    join_as_torchrun_rank(rank, port)
+    dist.init_process_group("gloo")
+    try:
+        results = {}
+        for path in PATHS:
+            results["fsdp", path] = train_fsdp(name, path, rank)
+            results["layouts", path] = train_layouts(name, path)
+        record_fsdp(name, rank, folder)
+        if rank == 0:
+            torch.save(results, f"{folder}/rank0.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module", params=sorted(OPTIMIZERS))
+def sharded_run(request, tmp_path_factory):
+    """(optimizer name, what its two-process runs saved, the folder they wrote in)."""
+    folder = tmp_path_factory.mktemp(request.param)
+    mp.spawn(_worker, args=(free_port(), request.param, str(folder)), nprocs=2, join=True)
+    return request.param, torch.load(folder / "rank0.pt"), folder
+
+
+def whole_fsdp_run(name: str, path: str) -> dict:
+    model = make_model()
+    optimizer = make_optimizer(name, path, model.parameters())
+    for step in range(STEPS):
+        inputs, targets = batch(step)
+        torch.nn.functional.mse_loss(model(inputs), targets).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return {
+        "params": [p.detach() for p in model.parameters()],
+        "weight_norms": torch.stack(optimizer.layer_stats.weight_norm),
+        "grad_norms": torch.stack(optimizer.layer_stats.grad_norm),
+    }
+
+
+def whole_layouts_run(name: str, path: str) -> dict:
+    params = [torch.nn.Parameter(t) for t in whole_tensors(0)]
+    optimizer = make_optimizer(name, path, params)
+    for step in range(STEPS):
+        for param, grad in zip(params, whole_tensors(100 + step)):
+            param.grad = grad
+        optimizer.step()
+    return {
+        "params": [p.detach() for p in params],
+        "weight_norms": torch.stack(optimizer.layer_stats.weight_norm),
+    }
+
+
+# float32 through different summation orders (gradients averaged across processes, norms
+# summed from shards): the spec's float32 tolerance.
+CLOSE = dict(rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_fsdp2_model_takes_the_steps_of_one_process_with_the_whole_batch(sharded_run, path):
+    name, results, _ = sharded_run
+    sharded, whole = results["fsdp", path], whole_fsdp_run(name, path)
+    # Rows split 4/3 and 1/0: the second process holds an empty shard of the last weight.
+    assert [shapes[0] for shapes in sharded["local_shapes"]] == [(4, 5), (3, 5)]
+    assert [shapes[-2] for shapes in sharded["local_shapes"]] == [(1, 6), (0, 6)]
+    for ours, alone in zip(sharded["params"], whole["params"], strict=True):
+        torch.testing.assert_close(ours, alone, **CLOSE)
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_telemetry_of_sharded_layers_reports_whole_layer_norms(sharded_run, path):
+    name, results, _ = sharded_run
+    sharded, whole = results["fsdp", path], whole_fsdp_run(name, path)
+    torch.testing.assert_close(sharded["weight_norms"], whole["weight_norms"], **CLOSE)
+    torch.testing.assert_close(sharded["grad_norms"], whole["grad_norms"], **CLOSE)
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_shards_by_rows_columns_copies_and_plain_tensors_match_whole_tensors(sharded_run, path):
+    name, results, _ = sharded_run
+    sharded, whole = results["layouts", path], whole_layouts_run(name, path)
+    # A replicated layer summed over its copies would have a norm sqrt(2) too large.
+    torch.testing.assert_close(sharded["weight_norms"], whole["weight_norms"], **CLOSE)
+    for ours, alone in zip(sharded["params"], whole["params"], strict=True):
+        torch.testing.assert_close(ours, alone, **CLOSE)
+
+
+def test_default_path_steps_local_shards_with_one_all_reduce_per_step(sharded_run):
+    _, results, _ = sharded_run
+    default = results["fsdp", "default"]
+    assert default["paths"] == ("foreach",)
+    assert default["all_reduces_per_step"] == [1] * STEPS
+
+
+@pytest.mark.parametrize("recorded", ["ours", "sgd"])
+def test_layer_recorder_on_every_process_writes_whole_layer_norms(sharded_run, recorded, tmp_path):
+    name, _, folder = sharded_run
+    optimizer_name = name if recorded == "ours" else "sgd"
+    model = make_model()
+    optimizer = make_recorded_optimizer(optimizer_name, model.parameters())
+    with LayerRecorder(optimizer, model, tmp_path / "whole.csv"):
+        for step in range(STEPS):
+            inputs, targets = batch(step)
+            torch.nn.functional.mse_loss(model(inputs), targets).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    whole = read_layers(tmp_path / "whole.csv")
+    for rank in (0, 1):  # each process's file holds the same, whole-layer values
+        sharded = read_layers(folder / f"{optimizer_name}-layers{rank}.csv")
+        assert list(sharded["layer"]) == list(whole["layer"])
+        assert list(sharded["step"]) == list(whole["step"])
+        for column in ("weight_norm", "grad_norm", "trust_ratio"):
+            torch.testing.assert_close(
+                torch.from_numpy(sharded[column]), torch.from_numpy(whole[column]), **CLOSE
+            )
+
+
+# ------------------------------------------------------------ refusals (one process)
+
+
+@pytest.fixture
+def mesh_of_one(monkeypatch):
+    """A one-process gloo group and its mesh, as torchrun would set up rank 0 of 1."""
+    environment = dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    environment.update(WORLD_SIZE="1", RANK="0", LOCAL_RANK="0")
+    for variable, value in environment.items():  # restored after the test
+        monkeypatch.setenv(variable, value)
+    dist.init_process_group("gloo")
+    try:
+        yield init_device_mesh("cpu", (1,))
+    finally:
+        dist.destroy_process_group()
+
+
+def sharded_weight(mesh, placement=None) -> torch.nn.Parameter:
+    placement = placement or tensor_api.Shard(0)
+    return torch.nn.Parameter(tensor_api.distribute_tensor(torch.randn(4, 4), mesh, [placement]))
+
+
+@pytest.mark.parametrize("fused", [True, "native", "compile"])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_fused_path_refuses_dtensor_parameters_and_names_the_paths_that_take_them(
+    mesh_of_one, name, fused
+):
+    optimizer_class, keywords = OPTIMIZERS[name]
+    with pytest.raises(ValueError, match="cannot step DTensor.*fused=None.*foreach=False"):
+        optimizer_class([sharded_weight(mesh_of_one)], fused=fused, **keywords)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_gradient_laid_out_unlike_its_parameter_is_refused_at_the_step(mesh_of_one, name):
+    optimizer_class, keywords = OPTIMIZERS[name]
+    weight = sharded_weight(mesh_of_one)
+    weight.grad = tensor_api.distribute_tensor(
+        torch.randn(4, 4), mesh_of_one, [tensor_api.Replicate()]
+    )
+    optimizer = optimizer_class([weight], **keywords)
+    with pytest.raises(ValueError, match="gradient is DTensor.*Replicate.*redistribute"):
+        optimizer.step()
+
+
+def test_plain_gradient_of_a_dtensor_parameter_is_refused_at_the_step(mesh_of_one):
+    weight = sharded_weight(mesh_of_one)
+    weight.grad = torch.randn(4, 4)
+    with pytest.raises(ValueError, match="gradient is a plain tensor"):
+        LARS([weight]).step()
+
+
+def test_parameter_with_a_partial_placement_is_refused_at_the_step(mesh_of_one):
+    partial = tensor_api.DTensor.from_local(torch.randn(4, 4), mesh_of_one, [tensor_api.Partial()])
+    weight = torch.nn.Parameter(partial)
+    weight.grad = tensor_api.DTensor.from_local(
+        torch.randn(4, 4), mesh_of_one, [tensor_api.Partial()]
+    )
+    with pytest.raises(ValueError, match="Partial placement"):
+        LARS([weight]).step()
