@@ -160,6 +160,51 @@ def make_recorded_optimizer(name: str, params):
     return optimizer_class(params, **keywords)
 
 
+def train_steps(model, optimizer, steps, rank: int) -> None:
+    for step in steps:
+        inputs, targets = batch(step)
+        half = slice(rank * BATCH // 2, (rank + 1) * BATCH // 2)
+        torch.nn.functional.mse_loss(model(inputs[half]), targets[half]).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+def resume_fsdp(name: str, rank: int, folder: str) -> dict:
+    """STEPS + 1 steps straight through, and the same resumed after 2 from a distributed
+    checkpoint (torch.distributed.checkpoint, as FSDP2 users save one)."""
+    import torch.distributed.checkpoint as checkpoint
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    def fresh():
+        model = make_model()
+        fsdp_api.fully_shard(model)
+        return model, make_recorded_optimizer(name, model.parameters())
+
+    model, optimizer = fresh()
+    train_steps(model, optimizer, range(STEPS + 1), rank)
+    uninterrupted = [p.full_tensor() for p in model.parameters()]
+
+    model, optimizer = fresh()
+    train_steps(model, optimizer, range(2), rank)
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    saved = {"model": model_state, "optimizer": optimizer_state}
+    checkpoint.save(saved, checkpoint_id=f"{folder}/checkpoint")
+    model, optimizer = fresh()
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    loaded = {"model": model_state, "optimizer": optimizer_state}
+    checkpoint.load(loaded, checkpoint_id=f"{folder}/checkpoint")
+    set_state_dict(
+        model, optimizer, model_state_dict=loaded["model"], optim_state_dict=loaded["optimizer"]
+    )
+    step_after_load = optimizer.param_groups[0]["step"]
+    train_steps(model, optimizer, range(2, STEPS + 1), rank)
+    return {
+        "uninterrupted": uninterrupted,
+        "resumed": [p.full_tensor() for p in model.parameters()],
+        "step_after_load": step_after_load,
+    }
+
+
 def _worker(rank: int, port: int, name: str, folder: str) -> None:
     join_as_torchrun_rank(rank, port)
     dist.init_process_group("gloo")
@@ -169,6 +214,7 @@ def _worker(rank: int, port: int, name: str, folder: str) -> None:
             results["fsdp", path] = train_fsdp(name, path, rank)
             results["layouts", path] = train_layouts(name, path)
         record_fsdp(name, rank, folder)
+        results["resume"] = resume_fsdp(name, rank, folder)
         if rank == 0:
             torch.save(results, f"{folder}/rank0.pt")
     finally:
@@ -250,6 +296,16 @@ def test_default_path_steps_local_shards_with_one_all_reduce_per_step(sharded_ru
     default = results["fsdp", "default"]
     assert default["paths"] == ("foreach",)
     assert default["all_reduces_per_step"] == [1] * STEPS
+
+
+def test_fsdp2_run_resumed_from_a_distributed_checkpoint_matches_an_uninterrupted_one(
+    sharded_run,
+):
+    _, results, _ = sharded_run
+    resume = results["resume"]
+    assert resume["step_after_load"] == 2  # TVLARS's phi(t) continues where it stopped
+    for resumed, uninterrupted in zip(resume["resumed"], resume["uninterrupted"], strict=True):
+        torch.testing.assert_close(resumed, uninterrupted, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("recorded", ["ours", "sgd"])
