@@ -133,7 +133,15 @@ def train_layouts(name: str, path: str) -> dict:
             param.grad = lay_out(grad, layout)
         optimizer.step()
     whole = [p.full_tensor() if isinstance(p, tensor_api.DTensor) else p.detach() for p in params]
-    return {"params": whole, "weight_norms": torch.stack(optimizer.layer_stats.weight_norm)}
+    result = {"params": whole, "weight_norms": torch.stack(optimizer.layer_stats.weight_norm)}
+    # A later step whose gradient is laid out unlike its parameter (copied whole, not split
+    # by rows) is refused on every process, before any collective.
+    params[0].grad = lay_out(whole_tensors(200)[0], "replicate")
+    try:
+        optimizer.step()
+    except ValueError as error:
+        result["refusal"] = str(error)
+    return result
 
 
 def record_fsdp(name: str, rank: int, folder: str) -> None:
@@ -289,6 +297,12 @@ def test_shards_by_rows_columns_copies_and_plain_tensors_match_whole_tensors(sha
     torch.testing.assert_close(sharded["weight_norms"], whole["weight_norms"], **CLOSE)
     for ours, alone in zip(sharded["params"], whole["params"], strict=True):
         torch.testing.assert_close(ours, alone, **CLOSE)
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_a_later_gradient_laid_out_unlike_its_parameter_is_refused(sharded_run, path):
+    _, results, _ = sharded_run
+    assert "gradient is DTensor (Replicate()" in results["layouts", path].get("refusal", "")
 
 
 def test_default_path_steps_local_shards_with_one_all_reduce_per_step(sharded_run):

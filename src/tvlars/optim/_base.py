@@ -177,6 +177,7 @@ class LayerwiseOptimizer(Optimizer):
         defaults = {**defaults, "adapt": None, "foreach": foreach, "fused": fused}
         self._per_step_values = PerStepValues()
         self._scratch = Scratch()
+        self._sharded_layers: dict[int, ShardedLayers] = {}  # by id(group), see _sharded
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -201,6 +202,7 @@ class LayerwiseOptimizer(Optimizer):
         super().__setstate__(state)
         self._per_step_values = PerStepValues()
         self._scratch = Scratch()
+        self._sharded_layers = {}
         for group in self.param_groups:
             group.setdefault("step", 0)
             group.setdefault("adapt", None)
@@ -246,7 +248,12 @@ class LayerwiseOptimizer(Optimizer):
                 params.append(param)
                 grads.append(grad)
                 states.append(state)
-            sharded = ShardedLayers.of(params, grads) if params else None
+            sharded = None
+            if params:
+                previous = self._sharded_layers.get(id(group))
+                sharded = ShardedLayers.of(params, grads, previous)
+                if sharded is not None:
+                    self._sharded_layers[id(group)] = sharded
             if sharded is not None:
                 adapted = adapted_flags(params, group)
                 path = SINGLE if group["foreach"] is False else FOREACH

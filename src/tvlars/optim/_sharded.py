@@ -71,27 +71,43 @@ def _sharded_groups(tensor: Tensor) -> tuple:
     dimension it is sharded along (none for a plain tensor or a replicated one)."""
     if not is_dtensor(tensor):
         return ()
+    return _groups_of_layout(tensor.device_mesh, tensor.placements)
+
+
+@functools.lru_cache(maxsize=64)
+def _groups_of_layout(mesh, placements: tuple) -> tuple:
+    # Cached: a model has a handful of layouts, and this runs for every layer at every step.
     groups = []
-    for mesh_dim, placement in enumerate(tensor.placements):
+    for mesh_dim, placement in enumerate(placements):
         if placement.is_partial():
             raise ValueError(
-                f"got a DTensor parameter with a Partial placement ({tensor.placements}): its "
+                f"got a DTensor parameter with a Partial placement ({placements}): its "
                 "local values are unreduced parts, not the parameter. Redistribute it to "
                 "Shard or Replicate placements before the optimizer steps."
             )
         if placement.is_shard():
-            groups.append(tensor.device_mesh.get_group(mesh_dim))
+            groups.append(mesh.get_group(mesh_dim))
     return tuple(groups)
+
+
+def _local(dtensor: Tensor) -> Tensor:
+    """A DTensor's local shard, the tensor itself (a write to it is a write to the DTensor).
+
+    ``to_local()`` runs an autograd function, 18 us per tensor here: 3 ms per step for
+    ResNet-50's parameters alone, against 0.1 us for the attribute it returns."""
+    local = getattr(dtensor, "_local_tensor", None)
+    return dtensor.to_local() if local is None else local
 
 
 def _require_aligned(param: Tensor, grad: Tensor) -> None:
     """The local shards of a weight and its gradient must hold the same elements."""
-    if not is_dtensor(param) and not is_dtensor(grad):
+    param_is_dtensor, grad_is_dtensor = is_dtensor(param), is_dtensor(grad)
+    if not param_is_dtensor and not grad_is_dtensor:
         return
     if (
-        not (is_dtensor(param) and is_dtensor(grad))
-        or grad.device_mesh != param.device_mesh
+        not (param_is_dtensor and grad_is_dtensor)
         or tuple(grad.placements) != tuple(param.placements)
+        or (grad.device_mesh is not param.device_mesh and grad.device_mesh != param.device_mesh)
     ):
         describe = lambda t: (  # noqa: E731
             f"DTensor {tuple(t.placements)}" if is_dtensor(t) else "a plain tensor"
@@ -115,20 +131,43 @@ class ShardedLayers:
         for param, grad in zip(params, grads):
             _require_aligned(param, grad)
         self._groups = [_sharded_groups(param) for param in params]
+        self._param_ids = tuple(map(id, params))
 
     @classmethod
-    def of(cls, params: Sequence[Tensor], grads: Sequence[Tensor]) -> ShardedLayers | None:
-        """The group's sharded layers, or ``None`` when no parameter is a DTensor."""
+    def of(
+        cls,
+        params: Sequence[Tensor],
+        grads: Sequence[Tensor],
+        previous: ShardedLayers | None = None,
+    ) -> ShardedLayers | None:
+        """The group's sharded layers, or ``None`` when no parameter is a DTensor.
+
+        ``previous``, this group's value at the last step, is reused when the step has the
+        same parameters and every gradient's local shard has its parameter's shape (the
+        layouts were checked in full when it was made; checking them at every step cost
+        3 us per layer, half a millisecond per step for ResNet-50's 161 tensors).
+        """
         dtensor = _dtensor_type()
         # By the set of types, not isinstance per tensor (a slow check on tensors): this
         # runs at every step, 5 us instead of 26 us for ResNet-50's 161 parameters.
         if dtensor is None or not any(issubclass(kind, dtensor) for kind in set(map(type, params))):
             return None
+        if previous is not None and previous._fits(params, grads):
+            return previous
         return cls(params, grads)
+
+    def _fits(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> bool:
+        if tuple(map(id, params)) != self._param_ids:
+            return False
+        locals_of = self.local
+        return all(
+            param.shape == grad.shape
+            for param, grad in zip(locals_of(params), locals_of(grads), strict=True)
+        )
 
     @staticmethod
     def local(tensors: Sequence[Tensor | None]) -> list[Tensor | None]:
-        return [t.to_local() if t is not None and is_dtensor(t) else t for t in tensors]
+        return [_local(t) if t is not None and is_dtensor(t) else t for t in tensors]
 
     def norm_pairs(self, indices: Sequence[int]) -> NormPairs:
         """The full-layer norms of the layers at ``indices``, from their local shards:
