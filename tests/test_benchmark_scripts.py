@@ -101,3 +101,16 @@ def test_step_time_names_the_path_that_finishes_a_run_first_compilation_included
     assert "1,000 steps: foreach (foreach 30.0 s, compiled 35.0 s)" in line
     assert "10,000 steps: compiled (foreach 300.0 s, compiled 215.0 s)" in line
     assert line.endswith("The automatic choice here: foreach.")
+
+
+def test_sharded_step_prints_every_contender_with_its_ratios():
+    pytest.importorskip("torch.distributed.tensor")
+    out = output_of(
+        "sharded_step.py", "--models", "mnist1d_resnet", "--rounds", "1", "--warmup", "0"
+    )
+    assert "split by rows over 2 processes" in out
+    for name in ("LARS", "TVLARS", "LAMB"):
+        # On DTensors: median, x SGD loop, x the same optimizer's multi-tensor local step.
+        assert re.search(rf"^{name} on DTensors\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.M)
+        assert re.search(rf"^{name} on local tensors, foreach\s+[\d.]+\s+[\d.]+$", out, re.M)
+    assert re.search(r"^torch SGD loop on DTensors\s+[\d.]+\s+1\.00$", out, re.M)
