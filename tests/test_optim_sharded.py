@@ -31,10 +31,11 @@ OPTIMIZERS = {
 }
 PATHS = {"default": {}, "single": {"foreach": False}}
 # Whole-tensor shapes and how the two-process run lays each out on a mesh of 2: split by
-# rows, by columns, copied whole, split unevenly with a 1-D (excluded) layer, and a plain
-# tensor beside the DTensors.
+# rows, by columns, copied whole, split unevenly with a 1-D (excluded) layer, a plain
+# tensor beside the DTensors, and HSDP's layout on a 1x2 mesh (copied along the first
+# mesh dimension, split along the second: the norm is summed over the second only).
 LAYOUTS = [((6, 5), "shard0"), ((5, 7), "shard1"), ((3, 4), "replicate"), ((7,), "shard0"),
-           ((4, 3), "plain")]  # fmt: skip
+           ((4, 3), "plain"), ((5, 6), "hsdp")]  # fmt: skip
 BATCH = 8
 
 
@@ -114,15 +115,19 @@ def train_fsdp(name: str, path: str, rank: int) -> dict:
 def train_layouts(name: str, path: str) -> dict:
     """The LAYOUTS as DTensors (and one plain tensor) in one param group."""
     mesh = init_device_mesh("cpu", (2,))
+    mesh_1x2 = init_device_mesh("cpu", (1, 2), mesh_dim_names=("replicate", "shard"))
 
     def lay_out(tensor: torch.Tensor, layout: str) -> torch.Tensor:
+        if layout == "plain":
+            return tensor.clone()
+        if layout == "hsdp":
+            placements = [tensor_api.Replicate(), tensor_api.Shard(0)]
+            return tensor_api.distribute_tensor(tensor.clone(), mesh_1x2, placements)
         placement = {
             "shard0": tensor_api.Shard(0),
             "shard1": tensor_api.Shard(1),
             "replicate": tensor_api.Replicate(),
-        }.get(layout)
-        if placement is None:
-            return tensor.clone()
+        }[layout]
         return tensor_api.distribute_tensor(tensor.clone(), mesh, [placement])
 
     layouts = [layout for _, layout in LAYOUTS]
@@ -290,7 +295,9 @@ def test_telemetry_of_sharded_layers_reports_whole_layer_norms(sharded_run, path
 
 
 @pytest.mark.parametrize("path", sorted(PATHS))
-def test_shards_by_rows_columns_copies_and_plain_tensors_match_whole_tensors(sharded_run, path):
+def test_shards_by_rows_columns_copies_hsdp_and_plain_tensors_match_whole_tensors(
+    sharded_run, path
+):
     name, results, _ = sharded_run
     sharded, whole = results["layouts", path], whole_layouts_run(name, path)
     # A replicated layer summed over its copies would have a norm sqrt(2) too large.
