@@ -8,6 +8,8 @@ below read what it saved.
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -218,14 +220,28 @@ def resume_fsdp(name: str, rank: int, folder: str) -> dict:
     }
 
 
+def telemetry_on_rank_0_only(name: str, path: str, rank: int) -> torch.Tensor:
+    """FSDP2 steps with the step's norms recorded on the first process only: the steps must
+    make the same collectives either way (else they would wait for each other forever)."""
+    model = make_model()
+    fsdp_api.fully_shard(model)
+    optimizer = make_optimizer(name, path, model.parameters())
+    optimizer.record_layer_stats = rank == 0
+    train_steps(model, optimizer, range(STEPS), rank)
+    return torch.stack(optimizer.layer_stats.weight_norm) if rank == 0 else None
+
+
 def _worker(rank: int, port: int, name: str, folder: str) -> None:
     join_as_torchrun_rank(rank, port)
-    dist.init_process_group("gloo")
+    # A collective one process makes and the other does not fails after this long instead
+    # of waiting for the default half hour.
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     try:
         results = {}
         for path in PATHS:
             results["fsdp", path] = train_fsdp(name, path, rank)
             results["layouts", path] = train_layouts(name, path)
+            results["rank 0 records", path] = telemetry_on_rank_0_only(name, path, rank)
         record_fsdp(name, rank, folder)
         results["resume"] = resume_fsdp(name, rank, folder)
         if rank == 0:
@@ -304,6 +320,13 @@ def test_shards_by_rows_columns_copies_hsdp_and_plain_tensors_match_whole_tensor
     torch.testing.assert_close(sharded["weight_norms"], whole["weight_norms"], **CLOSE)
     for ours, alone in zip(sharded["params"], whole["params"], strict=True):
         torch.testing.assert_close(ours, alone, **CLOSE)
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_recording_on_one_process_only_leaves_the_steps_collectives_alike(sharded_run, path):
+    name, results, _ = sharded_run
+    whole = whole_fsdp_run(name, path)
+    torch.testing.assert_close(results["rank 0 records", path], whole["weight_norms"], **CLOSE)
 
 
 @pytest.mark.parametrize("path", sorted(PATHS))

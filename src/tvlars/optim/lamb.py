@@ -345,14 +345,12 @@ class LAMB(LayerwiseOptimizer):
                     adapted=is_adapted,
                 )
                 if result is not None:
-                    norms[i] = result
+                    # DTensors' norms are DTensors holding each process's part: made whole
+                    # at every step, recorded or not, so that telemetry on one process does
+                    # not add collectives the others do not make.
+                    norms[i] = result if sharded is None else tuple(whole_values(result))
 
         if collector is not None and norms:
             order = sorted(norms)
             weight_norms, direction_norms, trusts = zip(*(norms[i] for i in order))
-            if sharded is not None and path != FOREACH:
-                # The reference path's norms of DTensors are DTensors: telemetry takes
-                # them whole.
-                weight_norms = whole_values(weight_norms)
-                direction_norms, trusts = whole_values(direction_norms), whole_values(trusts)
             collector.add([reported[i] for i in order], weight_norms, direction_norms, trusts, lr)

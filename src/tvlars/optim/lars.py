@@ -38,7 +38,6 @@ from tvlars.optim._paths import (
     FOREACH,
     FUSED,
     NATIVE,
-    SINGLE,
     alias_1d,
     group_by_device_and_dtype,
     norm_dtype,
@@ -336,18 +335,19 @@ def lars_update_group(
             norms[i] = lars_adapted_tensor(
                 params[i], grads[i], buffers[i], values, norm_clamp=norm_clamp, nesterov=nesterov
             )
+            if sharded is not None:
+                # DTensors' norms are DTensors holding each process's part: made whole at
+                # every step, recorded or not, so that telemetry on one process does not
+                # add collectives the others do not make.
+                norms[i] = tuple(whole_values(norms[i]))
 
-    _report(collector, reported, adapted_idx, norms, lr, sharded is not None and path == SINGLE)
+    _report(collector, reported, adapted_idx, norms, lr)
 
 
-def _report(collector, params, adapted_idx, norms, lr, of_dtensors: bool) -> None:
-    """Hand the adapted layers' norms to telemetry, in group order (``of_dtensors``: the
-    reference path's norms of DTensors, DTensors themselves, which telemetry takes whole)."""
+def _report(collector, params, adapted_idx, norms, lr) -> None:
+    """Hand the adapted layers' norms to telemetry, in group order."""
     if collector is not None and adapted_idx:
         weight_norms, grad_norms, trusts = zip(*(norms[i] for i in adapted_idx))
-        if of_dtensors:
-            weight_norms, grad_norms = whole_values(weight_norms), whole_values(grad_norms)
-            trusts = whole_values(trusts)
         collector.add([params[i] for i in adapted_idx], weight_norms, grad_norms, trusts, lr)
 
 

@@ -87,6 +87,12 @@ class LayerRecorder:
       group's ``lr``. The gradient is read when ``step()`` is called, so an optimizer
       whose closure computes the gradient inside ``step()`` (LBFGS) is seen before it.
 
+    Parameters sharded across processes as DTensors (FSDP2's ``fully_shard``) are recorded
+    with their whole layers' values. For tvlars' optimizers the step already made them
+    whole, so a recorder on one process suffices; for any other optimizer the recorder's
+    norms are a collective, so attach one on every process (those whose file is not
+    wanted may write to ``os.devnull``).
+
     Which layers: those of ``named_parameters`` that the optimizer updates and that pass
     ``layers``. By default, the layers a layer-wise optimizer adapts: a param group's
     ``adapt`` key decides, else tensors with ``ndim <= 1`` (biases, normalization layers)
@@ -363,7 +369,7 @@ class LayerRecorder:
         multi-tensor optimizer path does (tvlars.optim._multi_tensor), and for DTensor
         parameters (FSDP2) as it does too: local shards, one all-reduce for the norms
         (tvlars.optim._sharded), which every process must then make: attach a recorder
-        on each.
+        on each (those whose file is not wanted may write to os.devnull).
         """
         # Half-precision sums of squares overflow (float16 tops out at 65504).
         accumulate = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
