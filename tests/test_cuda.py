@@ -62,6 +62,19 @@ def test_the_gpu_multi_tensor_nesterov_step_gives_the_cpu_reference_numbers():
         torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
 
 
+def step_three_times_without_a_sync(optimizer) -> None:
+    """One step (state allocated, kernels compiled), then three in which any host-device
+    synchronization raises."""
+    optimizer.step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            optimizer.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 @pytest.mark.parametrize("path", GPU_PATHS)
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_gpu_steps_never_synchronize_with_the_host(name, path, tmp_path):
@@ -73,14 +86,7 @@ def test_gpu_steps_never_synchronize_with_the_host(name, path, tmp_path):
     optimizer = OPTIMIZERS[name](params, **GPU_PATHS[path])
     named = [(f"p{i}", p) for i, p in enumerate(params)]
     recorder = LayerRecorder(optimizer, named, tmp_path / "layers.csv", capacity=8)
-    optimizer.step()  # allocates state and compiles outside the checked region
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(3):
-            optimizer.step()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    step_three_times_without_a_sync(optimizer)
     recorder.close()
     assert optimizer.param_groups[0]["step"] == 4
 
@@ -178,12 +184,5 @@ def test_dtensor_steps_on_the_gpu_never_synchronize_with_the_host(nccl_mesh_of_o
             torch.randn(param.shape, device="cuda"), mesh, [tensor_api.Shard(0)]
         )
     optimizer = OPTIMIZERS[name](params)
-    optimizer.step()  # allocates state outside the checked region
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(3):
-            optimizer.step()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    step_three_times_without_a_sync(optimizer)
     assert optimizer.last_step_paths == ("foreach",)
