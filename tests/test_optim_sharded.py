@@ -434,3 +434,27 @@ def test_parameter_with_a_partial_placement_is_refused_at_the_step(mesh_of_one):
     )
     with pytest.raises(ValueError, match="Partial placement"):
         LARS([weight]).step()
+
+
+def test_a_step_the_user_compiles_takes_dtensor_parameters(mesh_of_one):
+    generator = torch.Generator().manual_seed(0)
+    wholes = [torch.randn(6, 4, generator=generator), torch.randn(4, generator=generator)]
+    grads = [torch.randn_like(whole) for whole in wholes]
+    plain = [torch.nn.Parameter(whole.clone()) for whole in wholes]
+    sharded = [
+        torch.nn.Parameter(
+            tensor_api.distribute_tensor(w.clone(), mesh_of_one, [tensor_api.Shard(0)])
+        )
+        for w in wholes
+    ]
+    for param, grad in zip(plain, grads):
+        param.grad = grad.clone()
+    for param, grad in zip(sharded, grads):
+        param.grad = tensor_api.distribute_tensor(grad.clone(), mesh_of_one, [tensor_api.Shard(0)])
+    eager, compiled = LARS(plain, lr=0.7, foreach=True), LARS(sharded, lr=0.7)
+    compiled_step = torch.compile(compiled.step)
+    for _ in range(2):
+        eager.step()
+        compiled_step()
+    for ours, expected in zip(sharded, plain):
+        torch.testing.assert_close(ours.full_tensor(), expected.detach(), rtol=1e-5, atol=1e-6)

@@ -28,7 +28,6 @@ collective), which FSDP2 guarantees: its gradients exist on every process or on 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -42,15 +41,21 @@ from tvlars.optim._multi_tensor import layer_norms
 NormPairs = Callable[[Sequence[Tensor], Sequence[Tensor], torch.dtype], tuple[Tensor, Tensor]]
 
 
-@functools.cache
+# No functools caches below: every optimizer step runs this code, also inside a step the
+# user compiles, and dynamo warns about each cached function it traces.
+_DTENSOR: list[type | None] = []  # [DTensor or None] once looked up
+
+
 def _dtensor_type() -> type | None:
-    if not dist.is_available():
-        return None
-    try:
-        from torch.distributed.tensor import DTensor  # public from torch 2.5 on
-    except ImportError:
-        return None
-    return DTensor
+    if not _DTENSOR:
+        dtensor = None
+        if dist.is_available():
+            try:
+                from torch.distributed.tensor import DTensor as dtensor  # public from torch 2.5
+            except ImportError:
+                pass
+        _DTENSOR.append(dtensor)
+    return _DTENSOR[0]
 
 
 def is_dtensor(tensor: Tensor) -> bool:
@@ -74,9 +79,7 @@ def _sharded_groups(tensor: Tensor) -> tuple:
     return _groups_of_layout(tensor.device_mesh, tensor.placements)
 
 
-@functools.lru_cache(maxsize=64)
 def _groups_of_layout(mesh, placements: tuple) -> tuple:
-    # Cached: a model has a handful of layouts, and this runs for every layer at every step.
     groups = []
     for mesh_dim, placement in enumerate(placements):
         if placement.is_partial():
