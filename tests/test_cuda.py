@@ -30,9 +30,12 @@ NESTEROV = {
 }
 
 
-def run(name: str, device: str, steps: int = 3, lay_out=None, **path) -> list[torch.Tensor]:
+def run(
+    name: str, device: str, steps: int = 3, lay_out=None, gather=None, **path
+) -> list[torch.Tensor]:
     """Parameters after ``steps`` steps with seeded weights and gradients (each weight and
-    gradient passed through ``lay_out`` first when given, e.g. to make it a DTensor)."""
+    gradient passed through ``lay_out`` first when given, e.g. to make it a DTensor, and
+    each parameter through ``gather`` at the end, default ``full_tensor()`` of DTensors)."""
     lay_out = lay_out or (lambda tensor: tensor)
     generator = torch.Generator().manual_seed(0)
     weights = [torch.randn(s, generator=generator) for s in SHAPES]
@@ -43,7 +46,8 @@ def run(name: str, device: str, steps: int = 3, lay_out=None, **path) -> list[to
         for param, grad in zip(params, step_grads):
             param.grad = lay_out(grad.to(device))
         optimizer.step()
-    whole = [p.full_tensor() if hasattr(p, "full_tensor") else p for p in params]
+    gather = gather or (lambda p: p.full_tensor() if hasattr(p, "full_tensor") else p)
+    whole = [gather(p) for p in params]
     return [p.detach().cpu() for p in whole]
 
 
@@ -167,6 +171,23 @@ def test_dtensor_parameters_on_the_gpu_give_the_cpu_reference_numbers(nccl_mesh_
 
     expected = run(name, "cpu", foreach=False)
     for ours, reference in zip(run(name, "cuda", lay_out=lay_out), expected):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_cpu_offloaded_dtensor_shards_of_a_gpu_mesh_give_the_cpu_reference_numbers(
+    nccl_mesh_of_one, name
+):
+    # FSDP2's CPU offload: each shard lives on the CPU, its mesh (and NCCL) on the GPU.
+    tensor_api, mesh = nccl_mesh_of_one
+
+    def lay_out(tensor):
+        return tensor_api.DTensor.from_local(tensor, mesh, [tensor_api.Shard(0)], run_check=False)
+
+    expected = run(name, "cpu", foreach=False)
+    # On a mesh of one the local shard is the whole tensor (no gather over NCCL of a CPU one).
+    stepped = run(name, "cpu", lay_out=lay_out, gather=lambda p: p.to_local())
+    for ours, reference in zip(stepped, expected):
         torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
 
 

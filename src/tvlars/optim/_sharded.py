@@ -71,15 +71,13 @@ def local_norm_pairs(
     return layer_norms(weights, accumulate), layer_norms(directions, accumulate)
 
 
-def _sharded_groups(tensor: Tensor) -> tuple:
-    """The process groups over which ``tensor``'s shards are summed: one per mesh
-    dimension it is sharded along (none for a plain tensor or a replicated one)."""
+def _reduction(tensor: Tensor) -> tuple:
+    """How ``tensor``'s shards' sums are added up: ``(the mesh's device type, the process
+    groups of the mesh dimensions it is sharded along)``; ``()`` for a plain tensor or one
+    replicated everywhere (nothing to add)."""
     if not is_dtensor(tensor):
         return ()
-    return _groups_of_layout(tensor.device_mesh, tensor.placements)
-
-
-def _groups_of_layout(mesh, placements: tuple) -> tuple:
+    mesh, placements = tensor.device_mesh, tensor.placements
     groups = []
     for mesh_dim, placement in enumerate(placements):
         if placement.is_partial():
@@ -90,7 +88,7 @@ def _groups_of_layout(mesh, placements: tuple) -> tuple:
             )
         if placement.is_shard():
             groups.append(mesh.get_group(mesh_dim))
-    return tuple(groups)
+    return (mesh.device_type, tuple(groups)) if groups else ()
 
 
 def _local(dtensor: Tensor) -> Tensor:
@@ -133,7 +131,7 @@ class ShardedLayers:
     def __init__(self, params: Sequence[Tensor], grads: Sequence[Tensor]) -> None:
         for param, grad in zip(params, grads):
             _require_aligned(param, grad)
-        self._groups = [_sharded_groups(param) for param in params]
+        self._reductions = [_reduction(param) for param in params]
         self._param_ids = tuple(map(id, params))
 
     @classmethod
@@ -176,21 +174,21 @@ class ShardedLayers:
         """The full-layer norms of the layers at ``indices``, from their local shards:
         one ``all_reduce`` per distinct set of process groups among them (one in all for
         a model sharded one way, as FSDP2 shards it)."""
-        columns_by_groups: dict[tuple, list[int]] = {}
+        columns_by_reduction: dict[tuple, list[int]] = {}
         for column, index in enumerate(indices):
-            columns_by_groups.setdefault(self._groups[index], []).append(column)
+            columns_by_reduction.setdefault(self._reductions[index], []).append(column)
 
         def full_norm_pairs(weights, directions, accumulate):
             pieces = []
-            for groups, columns in columns_by_groups.items():
+            for reduction, columns in columns_by_reduction.items():
                 # Sums of squares of the local shards: row 0 weights, row 1 directions.
                 sums = torch.stack(
                     local_norm_pairs(
                         [weights[c] for c in columns], [directions[c] for c in columns], accumulate
                     )
                 ).square_()
-                for group in groups:
-                    dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=group)
+                if reduction:
+                    sums = _sum_over(sums, *reduction)
                 pieces.append((columns, sums.sqrt_()))
             if len(pieces) == 1:
                 weight_norms, direction_norms = pieces[0][1].unbind(0)
@@ -204,6 +202,19 @@ class ShardedLayers:
             return weight_norms, direction_norms
 
         return full_norm_pairs
+
+
+def _sum_over(sums: Tensor, device_type: str, groups: tuple) -> Tensor:
+    """``sums`` added up over each process group in turn.
+
+    Shards held off the mesh's device (FSDP2's CPU offload: CPU shards of a CUDA mesh,
+    whose NCCL groups take CUDA tensors only) have their sums sent to the mesh's device
+    for the collective and back: a copy of a few numbers per layer, and a wait, on a step
+    that runs on the CPU anyway."""
+    on_mesh = sums if sums.device.type == device_type else sums.to(device_type)
+    for group in groups:
+        dist.all_reduce(on_mesh, op=dist.ReduceOp.SUM, group=group)
+    return on_mesh if on_mesh is sums else on_mesh.to(sums.device)
 
 
 def whole_values(values: Sequence[Tensor]) -> list[Tensor]:
