@@ -114,3 +114,11 @@ def test_sharded_step_prints_every_contender_with_its_ratios():
         assert re.search(rf"^{name} on DTensors\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.M)
         assert re.search(rf"^{name} on local tensors, foreach\s+[\d.]+\s+[\d.]+$", out, re.M)
     assert re.search(r"^torch SGD loop on DTensors\s+[\d.]+\s+1\.00$", out, re.M)
+
+
+def test_path_overhead_prints_every_path_against_foreach():
+    out = output_of("path_overhead.py", "--models", "mnist1d_resnet", "--rounds", "2")
+    for name in ("LARS foreach", "LARS compiled per layer", "LARS single", "LAMB foreach",
+                 "LAMB compiled per layer", "LARS group-compiled"):  # fmt: skip
+        assert re.search(rf"^{name}\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.M), name
+    assert re.search(r"^LARS foreach\s+[\d.]+\s+[\d.]+\s+1\.00$", out, re.M)

@@ -393,8 +393,18 @@ def test_cpu_groups_the_native_kernels_cannot_take_default_to_foreach_whatever_t
     assert _paths.resolve_path(None, None, cpu, 10**9, native_ok=False) == _paths.FOREACH
 
 
-def test_gpu_groups_compile_by_default_when_large_and_a_compiler_works(monkeypatch):
+def test_gpu_groups_default_to_foreach_whatever_their_size(monkeypatch):
     cuda = torch.device("cuda")  # only its type is read: no GPU needed
+    monkeypatch.setattr(_paths, "_compiler_present", lambda device_type: True)
+    assert _paths.resolve_path(None, None, cuda, 10_000, native_ok=False) == _paths.FOREACH
+    assert _paths.resolve_path(None, None, cuda, 10**9, native_ok=False) == _paths.FOREACH
+
+
+def test_a_device_type_set_to_auto_compile_compiles_large_groups_when_a_compiler_works(
+    monkeypatch,
+):
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(_paths, "AUTO_COMPILE_DEVICE_TYPES", frozenset({"cuda"}))
     monkeypatch.setattr(_paths, "_compiler_present", lambda device_type: True)
     assert _paths.resolve_path(None, None, cuda, 10_000, native_ok=False) == _paths.FOREACH
     assert _paths.resolve_path(None, None, cuda, _paths.FUSED_MIN_NUMEL, False) == _paths.FUSED
@@ -439,7 +449,7 @@ def test_compiler_failure_in_automatic_mode_warns_and_gives_the_eager_result(mon
     monkeypatch.setattr(_native, "kernels", lambda: None)
     monkeypatch.setattr(_paths, "compiled", _broken_compiler)
     monkeypatch.setattr(_paths, "FUSED_MIN_NUMEL", 0)
-    monkeypatch.setattr(_paths, "AUTO_COMPILE_ON_CPU", True)
+    monkeypatch.setattr(_paths, "AUTO_COMPILE_DEVICE_TYPES", frozenset({"cpu"}))
     monkeypatch.setattr(_paths, "_compile_failed", set())
     monkeypatch.setattr(_paths, "_compiler_present", lambda device_type: True)
     with pytest.warns(RuntimeWarning, match="fall back"):

@@ -31,11 +31,19 @@ FUSED_CHOICES = (None, False, True, "native", "compile")
 # Below this many adapted elements in a param group, compilation costs more than it saves
 # in any short run (see docs/benchmarks.md), so the automatic choice stays with foreach.
 FUSED_MIN_NUMEL = 1 << 20
-# Whether the automatic choice may compile CPU groups (those the native kernels cannot
-# take). No: on ResNet-18/50 shapes the compiled LARS step was 1.25-1.33x as fast as the
-# multi-tensor one but repaid its 12-16 s cold compile only after 800-2000 steps, and the
-# compiled LAMB step was slower than the multi-tensor one (docs/benchmarks.md, session 5).
-AUTO_COMPILE_ON_CPU = False
+# The device types on which the automatic choice compiles a large enough group (one the
+# native kernels cannot take). None, for now:
+# - CPU: on ResNet-18/50 shapes the compiled LARS step was 1.25-1.33x as fast as the
+#   multi-tensor one but repaid its 12-16 s cold compile only after 800-2000 steps, and
+#   the compiled LAMB step was slower than the multi-tensor one (session 5);
+# - CUDA: the fused path makes one compiled call per adapted layer, and each call costs the
+#   host about 250 us of guards and wrappers (benchmarks/path_overhead.py: 13.6 ms a
+#   ResNet-50 LARS step against 3.3 ms for the multi-tensor one, arithmetic aside), where
+#   a GPU does the whole step's arithmetic in well under a millisecond. Measured on this
+#   project's CPU host; `.ci/gpu-check` measures it on a GPU (step_time.py's "finishes
+#   first" lines): add "cuda" here if the compiled path wins there.
+# docs/benchmarks.md has the tables.
+AUTO_COMPILE_DEVICE_TYPES: frozenset[str] = frozenset()
 
 
 def resolve_path(
@@ -51,8 +59,9 @@ def resolve_path(
     native kernels where they can run the group (``native_ok``: CPU tensors of a supported
     dtype and layout, and a working C++ compiler), else ``torch.compile``; ``foreach``
     True/False are obeyed. With both left at ``None``: the native kernels where they can
-    run the group, else (off the CPU) ``torch.compile`` where the compiler works for the
-    device and the group is large enough to repay compilation, else the multi-tensor path.
+    run the group, else the multi-tensor path (``torch.compile`` instead on the device types
+    of :data:`AUTO_COMPILE_DEVICE_TYPES`, none at present, for groups large enough to repay
+    the compilation).
     """
     if fused == "native":
         if not native_ok:
@@ -70,7 +79,7 @@ def resolve_path(
         return FOREACH if foreach else SINGLE
     if fused is None and native_ok:
         return NATIVE
-    auto_compile = device.type != "cpu" or AUTO_COMPILE_ON_CPU
+    auto_compile = device.type in AUTO_COMPILE_DEVICE_TYPES
     if fused is None and auto_compile and numel >= FUSED_MIN_NUMEL and compile_supported(device):
         return FUSED
     return FOREACH
