@@ -37,9 +37,9 @@ FUSED_MIN_NUMEL = 1 << 20
 #   multi-tensor one but repaid its 12-16 s cold compile only after 800-2000 steps, and
 #   the compiled LAMB step was slower than the multi-tensor one (session 5);
 # - CUDA: the fused path makes one compiled call per adapted layer, and each call costs the
-#   host about 250 us of guards and wrappers (benchmarks/path_overhead.py: 13.6 ms a
-#   ResNet-50 LARS step against 3.3 ms for the multi-tensor one, arithmetic aside), where
-#   a GPU does the whole step's arithmetic in well under a millisecond. Measured on this
+#   host 130-250 us of guards and wrappers (benchmarks/path_overhead.py: a ResNet-50 LARS
+#   step 3.6-4.1x the multi-tensor one's host time, arithmetic aside), where a GPU does
+#   the whole step's arithmetic in well under a millisecond. Measured on this
 #   project's CPU host; `.ci/gpu-check` measures it on a GPU (step_time.py's "finishes
 #   first" lines): add "cuda" here if the compiled path wins there.
 # docs/benchmarks.md has the tables.
