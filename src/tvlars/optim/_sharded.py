@@ -24,6 +24,12 @@ norm). The native kernels and ``torch.compile`` do not take DTensors.
 
 Every process must step the same parameters in the same order (each bucket is one
 collective), which FSDP2 guarantees: its gradients exist on every process or on none.
+Telemetry adds no collective: the norms it records are the ones the step made whole.
+
+Shards held off their mesh's device (FSDP2's CPU offload) have their sums reduced on the
+mesh's device. The layouts of a group's parameters are checked in full when first seen
+and reused while the group's parameters stay the same (checking them at every step cost
+half a millisecond on ResNet-50's tensors).
 """
 
 from __future__ import annotations
