@@ -16,14 +16,9 @@ Example::
     plot_layers("run/layers.csv", "run/layers.png")
 """
 
+from tvlars.telemetry.layers_file import COLUMNS, VALUE_COLUMNS, read_layers, split_by_layer
 from tvlars.telemetry.plot import plot_layers
-from tvlars.telemetry.recorder import (
-    COLUMNS,
-    VALUE_COLUMNS,
-    LayerRecorder,
-    read_layers,
-    split_by_layer,
-)
+from tvlars.telemetry.recorder import LayerRecorder
 
 __all__ = [
     "COLUMNS",

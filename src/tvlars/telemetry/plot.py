@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tvlars.telemetry.recorder import read_layers, split_by_layer
+from tvlars.telemetry.layers_file import read_layers, split_by_layer
 
 # (column, panel title, y label). LNR = ||w|| / ||grad||, the ratio LARS scales by.
 _PANELS = (

@@ -16,7 +16,6 @@ step never waits for the device. The output is a tidy CSV with one row per (step
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import warnings
@@ -40,19 +39,7 @@ from tvlars.optim._multi_tensor import (
     scratch_for,
 )
 from tvlars.optim._sharded import ShardedLayers
-
-#: Columns of the CSV file, in order. The last five are the per-layer values.
-COLUMNS = ("step", "layer", "weight_norm", "grad_norm", "norm_ratio", "trust_ratio", "step_size")
-VALUE_COLUMNS = COLUMNS[2:]
-_HEADER = ",".join(COLUMNS)
-
-
-def _csv_field(text: str) -> str:
-    """``text`` as a CSV field: quoted, with quotes doubled, when it holds a separator."""
-    if any(c in text for c in ',"\r\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
+from tvlars.telemetry.layers_file import HEADER, VALUE_COLUMNS, csv_field
 
 LayerFilter = Callable[[str], bool] | Collection[str]
 
@@ -491,17 +478,17 @@ class LayerRecorder:
     def _prepare_file(self, start_step: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists() or self.path.stat().st_size == 0:
-            self.path.write_text(_HEADER + "\n", encoding="utf-8")
+            self.path.write_text(HEADER + "\n", encoding="utf-8")
             return
         # Rows are in step order, so everything from the first row at or past start_step
         # (or from an incomplete last line) on is cut off in place.
         cut = None
         with open(self.path, "rb") as f:
             header = f.readline()
-            if header.decode("utf-8").rstrip("\r\n") != _HEADER:
+            if header.decode("utf-8").rstrip("\r\n") != HEADER:
                 raise ValueError(
                     f"{self.path} exists and is not a layer telemetry file "
-                    f"(header {header[:200]!r}, expected {_HEADER!r})"
+                    f"(header {header[:200]!r}, expected {HEADER!r})"
                 )
             offset = f.tell()
             for line in f:
@@ -526,7 +513,7 @@ class LayerRecorder:
         # of a flush's time. 9 significant digits round-trip any float32; inf and nan are
         # written as "inf" and "nan", which float() reads back.
         row_format = ",%.9g,%.9g,%.9g,%.9g,%.9g\n"
-        names = [_csv_field(name) for name in self.layer_names]
+        names = [csv_field(name) for name in self.layer_names]
         lines = []
         for step, step_values in zip(steps, values.tolist(), strict=True):
             for name, row in zip(names, step_values, strict=True):
@@ -562,45 +549,3 @@ class LayerRecorder:
             f"{type(self).__name__}(path={str(self.path)!r}, layers={len(self.layer_names)}, "
             f"every={self.every}, next_step={self.next_step}, buffered={len(self._row_steps)})"
         )
-
-
-def read_layers(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read a file written by :class:`LayerRecorder`.
-
-    Returns one numpy array per column of :data:`COLUMNS`, all of the same length (one
-    entry per step and layer, in file order): ``step`` as int64, ``layer`` as str and the
-    five values as float64 (``inf`` and ``nan`` included).
-    """
-    steps: list[int] = []
-    layers: list[str] = []
-    values: list[list[float]] = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path} is empty")
-        if tuple(header) != COLUMNS:
-            raise ValueError(f"{path}: header {header} is not {list(COLUMNS)}")
-        for record in reader:
-            steps.append(int(record[0]))
-            layers.append(record[1])
-            values.append([float(x) for x in record[2:]])
-    table = np.array(values, dtype=np.float64).reshape(len(values), len(VALUE_COLUMNS))
-    data: dict[str, np.ndarray] = {
-        "step": np.array(steps, dtype=np.int64),
-        "layer": np.array(layers, dtype=str),
-    }
-    for i, column in enumerate(VALUE_COLUMNS):
-        data[column] = table[:, i].copy()
-    return data
-
-
-def split_by_layer(data: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-    """Regroup :func:`read_layers` output as ``{layer: {column: array over steps}}``.
-
-    Layers keep the order in which they first appear (the recorder's column order).
-    """
-    layer = np.asarray(data["layer"])
-    names = list(dict.fromkeys(layer.tolist()))
-    columns = [c for c in COLUMNS if c != "layer"]
-    return {name: {c: np.asarray(data[c])[layer == name] for c in columns} for name in names}

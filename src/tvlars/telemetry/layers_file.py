@@ -1,0 +1,69 @@
+"""The file a :class:`~tvlars.telemetry.LayerRecorder` writes: one row per step and layer.
+
+A CSV file with the header :data:`HEADER`; ``step`` is the number of optimizer steps
+applied before the row's step, ``layer`` the parameter's name (quoted when it holds a
+separator) and the five values are written with 9 significant digits (any float32
+round-trips), ``inf`` and ``nan`` as such. :func:`read_layers` reads it back.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+#: Columns of the CSV file, in order. The last five are the per-layer values.
+COLUMNS = ("step", "layer", "weight_norm", "grad_norm", "norm_ratio", "trust_ratio", "step_size")
+VALUE_COLUMNS = COLUMNS[2:]
+HEADER = ",".join(COLUMNS)
+
+
+def csv_field(text: str) -> str:
+    """``text`` as a CSV field: quoted, with quotes doubled, when it holds a separator."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def read_layers(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read a file written by :class:`LayerRecorder`.
+
+    Returns one numpy array per column of :data:`COLUMNS`, all of the same length (one
+    entry per step and layer, in file order): ``step`` as int64, ``layer`` as str and the
+    five values as float64 (``inf`` and ``nan`` included).
+    """
+    steps: list[int] = []
+    layers: list[str] = []
+    values: list[list[float]] = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path} is empty")
+        if tuple(header) != COLUMNS:
+            raise ValueError(f"{path}: header {header} is not {list(COLUMNS)}")
+        for record in reader:
+            steps.append(int(record[0]))
+            layers.append(record[1])
+            values.append([float(x) for x in record[2:]])
+    table = np.array(values, dtype=np.float64).reshape(len(values), len(VALUE_COLUMNS))
+    data: dict[str, np.ndarray] = {
+        "step": np.array(steps, dtype=np.int64),
+        "layer": np.array(layers, dtype=str),
+    }
+    for i, column in enumerate(VALUE_COLUMNS):
+        data[column] = table[:, i].copy()
+    return data
+
+
+def split_by_layer(data: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Regroup :func:`read_layers` output as ``{layer: {column: array over steps}}``.
+
+    Layers keep the order in which they first appear (the recorder's column order).
+    """
+    layer = np.asarray(data["layer"])
+    names = list(dict.fromkeys(layer.tolist()))
+    columns = [c for c in COLUMNS if c != "layer"]
+    return {name: {c: np.asarray(data[c])[layer == name] for c in columns} for name in names}
