@@ -110,9 +110,12 @@ def test_sharded_step_prints_every_contender_with_its_ratios():
     )
     assert "split by rows over 2 processes" in out
     for name in ("LARS", "TVLARS", "LAMB"):
-        # On DTensors: median, x SGD loop, x the same optimizer's multi-tensor local step.
-        assert re.search(rf"^{name} on DTensors\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.M)
-        assert re.search(rf"^{name} on local tensors, foreach\s+[\d.]+\s+[\d.]+$", out, re.M)
+        for path in ("default", "foreach"):
+            # On DTensors: median, x SGD loop, x the same optimizer and path on local tensors.
+            on_dtensors = rf"^{name} on DTensors, {path}\s+[\d.]+\s+[\d.]+\s+[\d.]+$"
+            assert re.search(on_dtensors, out, re.M)
+            on_local = rf"^{name} on local tensors, {path}\s+[\d.]+\s+[\d.]+$"
+            assert re.search(on_local, out, re.M)
     assert re.search(r"^torch SGD loop on DTensors\s+[\d.]+\s+1\.00$", out, re.M)
 
 

@@ -18,6 +18,7 @@ from processes import free_port, join_as_torchrun_rank
 from torch.distributed.device_mesh import init_device_mesh
 
 from tvlars import LAMB, LARS, TVLARS
+from tvlars.optim import _native
 from tvlars.telemetry import LayerRecorder, read_layers
 
 tensor_api = pytest.importorskip("torch.distributed.tensor")  # public from torch 2.5 on
@@ -31,7 +32,9 @@ OPTIMIZERS = {
     "tvlars": (TVLARS, {"lr": 0.7, "lmbda": 0.3, "nesterov": True}),
     "lamb": (LAMB, {"lr": 0.05}),
 }
-PATHS = {"default": {}, "single": {"foreach": False}}
+# default: on CPU the native kernels' split steps (the multi-tensor path where no C++
+# compiler works); foreach: the multi-tensor path; single: the reference on DTensors.
+PATHS = {"default": {}, "foreach": {"foreach": True}, "single": {"foreach": False}}
 # Whole-tensor shapes and how the two-process run lays each out on a mesh of 2: split by
 # rows, by columns, copied whole, split unevenly with a 1-D (excluded) layer, a plain
 # tensor beside the DTensors, and HSDP's layout on a 1x2 mesh (copied along the first
@@ -335,11 +338,17 @@ def test_a_later_gradient_laid_out_unlike_its_parameter_is_refused(sharded_run, 
     assert "gradient is DTensor (Replicate()" in results["layouts", path].get("refusal", "")
 
 
-def test_default_path_steps_local_shards_with_one_all_reduce_per_step(sharded_run):
+@pytest.mark.parametrize("path", ["default", "foreach"])
+def test_steps_on_local_shards_make_one_all_reduce_each(sharded_run, path):
     _, results, _ = sharded_run
-    default = results["fsdp", "default"]
-    assert default["paths"] == ("foreach",)
-    assert default["all_reduces_per_step"] == [1] * STEPS
+    assert results["fsdp", path]["all_reduces_per_step"] == [1] * STEPS
+
+
+def test_the_default_path_on_cpu_is_the_native_kernels_where_they_build(sharded_run):
+    _, results, _ = sharded_run
+    expected = "native" if _native.kernels() is not None else "foreach"
+    assert results["fsdp", "default"]["paths"] == (expected,)
+    assert results["fsdp", "foreach"]["paths"] == ("foreach",)
 
 
 def test_fsdp2_run_resumed_from_a_distributed_checkpoint_matches_an_uninterrupted_one(

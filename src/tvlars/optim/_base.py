@@ -20,6 +20,7 @@ from tvlars.optim._multi_tensor import Scratch
 from tvlars.optim._paths import (
     FOREACH,
     FUSED_CHOICES,
+    NATIVE,
     SINGLE,
     PerStepValues,
     resolve_path,
@@ -256,7 +257,7 @@ class LayerwiseOptimizer(Optimizer):
                     self._sharded_layers[id(group)] = sharded
             if sharded is not None:
                 adapted = adapted_flags(params, group)
-                path = SINGLE if group["foreach"] is False else FOREACH
+                path = self._sharded_path(group, params, grads, sharded)
                 self._update_group(group, params, grads, states, adapted, path, collector, sharded)
             elif params:
                 adapted = adapted_flags(params, group)
@@ -280,6 +281,24 @@ class LayerwiseOptimizer(Optimizer):
         self.layer_stats = collector.finish() if collector is not None else None
         return loss
 
+    @staticmethod
+    def _sharded_path(group, params, grads, sharded: ShardedLayers) -> str:
+        """The path of a group with DTensors: the reference path on the DTensors when
+        ``foreach=False``; else on the local shards the native kernels' split steps where
+        they can take them (CPU, one dtype, outside torch.compile), the multi-tensor path
+        elsewhere."""
+        if group["foreach"] is False:
+            return SINGLE
+        device = params[0].device
+        if (
+            group["foreach"] is None
+            and not torch.compiler.is_compiling()  # a compiled step traces the foreach ops
+            and wants_native(None, group["fused"], device)
+            and _native.sharded_available(sharded.local(params), sharded.local(grads))
+        ):
+            return NATIVE
+        return FOREACH
+
     def _init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         raise NotImplementedError
 
@@ -296,5 +315,5 @@ class LayerwiseOptimizer(Optimizer):
     ) -> None:
         """Update one group along ``path``. ``sharded`` is set when some parameters are
         DTensors: the single-tensor path then runs on the DTensors themselves, the
-        multi-tensor path on their local shards with ``sharded``'s norms."""
+        multi-tensor and native paths on their local shards with ``sharded``'s norms."""
         raise NotImplementedError

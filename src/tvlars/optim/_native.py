@@ -66,11 +66,19 @@ class NativeKernels:
             lamb = getattr(library, f"tvlars_lamb_{suffix}")
             lamb.argtypes = [ctypes.c_int64, p, p, p, p, p, p, p, ctypes.c_int64, p]
             lamb.restype = None
-            # Builds of older sources (kernel_ab.py loads them to compare) have no norms.
-            if hasattr(library, f"tvlars_norms_{suffix}"):
-                norms = getattr(library, f"tvlars_norms_{suffix}")
-                norms.argtypes = [ctypes.c_int64, p, p, p, ctypes.c_double, ctypes.c_int64, p]
-                norms.restype = None
+            # Builds of older sources (kernel_ab.py loads them to compare) lack the entry
+            # points below.
+            optional = {
+                "norms": [ctypes.c_int64, p, p, p, ctypes.c_double, ctypes.c_int64, p],
+                "lars_apply": [ctypes.c_int64, p, p, p, p, p, p, p, ctypes.c_int64, ctypes.c_int64],
+                "lamb_moments": [ctypes.c_int64, p, p, p, p, p, p, p, ctypes.c_int64, p],
+                "lamb_apply": [ctypes.c_int64, p, p, p, p, p, p, p, ctypes.c_int64],
+            }
+            for name, argtypes in optional.items():
+                if hasattr(library, f"tvlars_{name}_{suffix}"):
+                    function = getattr(library, f"tvlars_{name}_{suffix}")
+                    function.argtypes = argtypes
+                    function.restype = None
 
     def lars(
         self,
@@ -150,6 +158,93 @@ class NativeKernels:
             norms.data_ptr(),
         )
         return norms
+
+    # The split steps of parameters sharded across processes (tvlars.optim._sharded): the
+    # caller adds up the first call's sums over the processes, then passes trust ratios.
+
+    def lars_apply(
+        self,
+        params: Sequence[Tensor],
+        grads: Sequence[Tensor],
+        buffers: Sequence[Tensor | None],
+        adapted: Sequence[bool],
+        values: Sequence[float],
+        trusts: Tensor,
+        momentum_form: str,
+    ) -> None:
+        """The update pass of :meth:`lars` with the trust ratios given: ``trusts``, one
+        float64 value per adapted layer (their norms come from :meth:`norms`)."""
+        kernel = getattr(self._library, f"tvlars_lars_apply_{_SUFFIX[params[0].dtype]}")
+        buffer_pointers = buffers if buffers[0] is not None else params
+        _check_state(params, buffer_pointers)
+        trusts = trusts.to(torch.float64).contiguous()
+        arrays = (
+            _pointers(params),
+            _pointers(grads),
+            _pointers(buffer_pointers),
+            _numels(params),
+            _flags(adapted),
+            _doubles(values),
+        )
+        kernel(
+            len(params),
+            *map(_address, arrays),
+            trusts.data_ptr(),
+            _MOMENTUM_FORMS[momentum_form],
+            torch.get_num_threads(),
+        )
+
+    def lamb_moments(
+        self,
+        params: Sequence[Tensor],
+        grads: Sequence[Tensor],
+        exp_avgs: Sequence[Tensor],
+        exp_avg_sqs: Sequence[Tensor],
+        adapted: Sequence[bool],
+        values: Sequence[float],
+    ) -> Tensor:
+        """The first pass of :meth:`lamb`: excluded layers updated whole, adapted layers'
+        moments updated. Returns an (adapted layers, 2) float64 tensor of the sums of
+        squares of w and of u = Adam direction + wd*w (``values`` as :meth:`lamb`'s first
+        seven)."""
+        sums = torch.empty((sum(adapted), 2), dtype=torch.float64)
+        kernel = getattr(self._library, f"tvlars_lamb_moments_{_SUFFIX[params[0].dtype]}")
+        _check_state(params, exp_avgs)
+        _check_state(params, exp_avg_sqs)
+        arrays = (
+            _pointers(params),
+            _pointers(grads),
+            _pointers(exp_avgs),
+            _pointers(exp_avg_sqs),
+            _numels(params),
+            _flags(adapted),
+            _doubles(values),
+        )
+        kernel(len(params), *map(_address, arrays), torch.get_num_threads(), sums.data_ptr())
+        return sums
+
+    def lamb_apply(
+        self,
+        params: Sequence[Tensor],
+        exp_avgs: Sequence[Tensor],
+        exp_avg_sqs: Sequence[Tensor],
+        adapted: Sequence[bool],
+        values: Sequence[float],
+        trusts: Tensor,
+    ) -> None:
+        """The second pass of :meth:`lamb` with the trust ratios given (one float64 value
+        per adapted layer), after :meth:`lamb_moments`."""
+        kernel = getattr(self._library, f"tvlars_lamb_apply_{_SUFFIX[params[0].dtype]}")
+        trusts = trusts.to(torch.float64).contiguous()
+        arrays = (
+            _pointers(params),
+            _pointers(exp_avgs),
+            _pointers(exp_avg_sqs),
+            _numels(params),
+            _flags(adapted),
+            _doubles(values),
+        )
+        kernel(len(params), *map(_address, arrays), trusts.data_ptr(), torch.get_num_threads())
 
 
 def report_stats(
@@ -310,6 +405,19 @@ def layer_norms(params: Sequence[Tensor], grads: Sequence[Tensor], weight_decay:
     """``|w|`` and ``|g + wd*w|`` of each parameter, as an (n, 2) float64 tensor (see
     :meth:`NativeKernels.norms`); the caller checks :func:`available` first."""
     return kernels().norms(params, grads, weight_decay)
+
+
+@torch.compiler.disable
+def sharded_available(params: Sequence[Tensor], grads: Sequence[Tensor]) -> bool:
+    """Whether the split steps can take these local shards: as :func:`available`, for one
+    dtype (the split steps make one collective per call, so a group is one call)."""
+    kernels_ = kernels()
+    return (
+        kernels_ is not None
+        and hasattr(kernels_._library, "tvlars_lamb_apply_float32")
+        and len({p.dtype for p in params}) == 1
+        and usable(params, grads)
+    )
 
 
 @torch.compiler.disable

@@ -340,6 +340,34 @@ void lars_step(int64_t layers, void *const *weights, void *const *grads, void *c
   });
 }
 
+// lars_step's update pass alone, with each adapted layer's trust ratio given (trusts: one
+// per adapted layer, in layer order): for layers sharded across processes, whose norms are
+// the sums of every process's norms_step (see tvlars/optim/_sharded.py).
+template <typename T>
+void lars_apply_step(int64_t layers, void *const *weights, void *const *grads,
+                     void *const *buffers, const int64_t *numels, const uint8_t *adapted,
+                     const double *values, const double *trusts, int64_t momentum,
+                     int64_t threads) {
+  using C = typename Compute<T>::type;
+  const C lr = C(values[0]), mu = C(values[2]), wd = C(values[3]), excluded_scale = C(values[4]);
+
+  for_each_share<T>(layers, numels, adapted, threads, [&](const Work &work) {
+    T *w = static_cast<T *>(weights[work.layer]);
+    const T *g = static_cast<const T *>(grads[work.layer]);
+    T *buffer = static_cast<T *>(buffers[work.layer]);
+    if (!adapted[work.layer]) {
+      backwards_by_block<T>(work.share, [&](int64_t begin, int64_t end) {
+        apply_update<T, false>(w, g, buffer, begin, end, excluded_scale, wd, lr, mu, momentum);
+      });
+      return;
+    }
+    const C trust = C(trusts[work.stats_row]);
+    backwards_by_block<T>(work.share, [&](int64_t begin, int64_t end) {
+      apply_update<T, true>(w, g, buffer, begin, end, trust, wd, lr, mu, momentum);
+    });
+  });
+}
+
 // |w| and |g + wd*w| of every layer, in double, changing nothing: lars_step's norm pass
 // alone, for telemetry of optimizers that compute no norms themselves. norms: one row
 // (|w|, |g + wd*w|) per layer.
@@ -369,6 +397,12 @@ template <typename C> struct LambValues {
   C lr, bias_correction1, bias_correction2, beta1, beta2, one_minus_beta1, one_minus_beta2;
   C eps, wd;
 };
+
+// values: lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2, eps, weight decay.
+template <typename C> LambValues<C> lamb_values(const double *values) {
+  return {C(values[0]), C(values[1]),       C(values[2]),       C(values[3]), C(values[4]),
+          C(1.0 - values[3]), C(1.0 - values[4]), C(values[5]), C(values[6])};
+}
 
 // Adam's direction mh / (sqrt(vh) + eps) from the moments as stored, so that both passes of
 // lamb_step see the same values.
@@ -438,9 +472,7 @@ void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *c
                void *const *exp_avg_sqs, const int64_t *numels, const uint8_t *adapted,
                const double *values, int64_t threads, double *stats) {
   using C = typename Compute<T>::type;
-  const LambValues<C> h{C(values[0]), C(values[1]),       C(values[2]),
-                        C(values[3]), C(values[4]),       C(1.0 - values[3]),
-                        C(1.0 - values[4]), C(values[5]), C(values[6])};
+  const LambValues<C> h = lamb_values<C>(values);
   const double clamp_low = values[7], clamp_high = values[8];
   Partials partials(layers, threads);
 
@@ -468,6 +500,58 @@ void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *c
   });
 }
 
+// lamb_step's first pass alone: every excluded layer updated whole; the moments of every
+// adapted layer updated and its sums of squares of w and u written to sums (one row per
+// adapted layer, in layer order), w left as it is. For layers sharded across processes.
+template <typename T>
+void lamb_moments_step(int64_t layers, void *const *weights, void *const *grads,
+                       void *const *exp_avgs, void *const *exp_avg_sqs, const int64_t *numels,
+                       const uint8_t *adapted, const double *values, int64_t threads,
+                       double *sums) {
+  using C = typename Compute<T>::type;
+  const LambValues<C> h = lamb_values<C>(values);
+  Partials partials(layers, threads);
+
+  for_each_share<T>(layers, numels, adapted, threads, [&](const Work &work) {
+    T *w = static_cast<T *>(weights[work.layer]);
+    const T *g = static_cast<const T *>(grads[work.layer]);
+    T *m = static_cast<T *>(exp_avgs[work.layer]);
+    T *v = static_cast<T *>(exp_avg_sqs[work.layer]);
+    if (!adapted[work.layer]) {
+      lamb_excluded(w, g, m, v, work.share, h);
+      return;
+    }
+    double share_sums[2], layer_sums[2];
+    lamb_moments_and_square_sums(w, g, m, v, work.share, h, share_sums);
+    layer_square_sums(partials, work, share_sums, layer_sums);
+    if (work.split && work.part != 0) return;
+    sums[2 * work.stats_row] = layer_sums[0];
+    sums[2 * work.stats_row + 1] = layer_sums[1];
+  });
+}
+
+// lamb_step's second pass alone, with each adapted layer's trust ratio given (one per
+// adapted layer, in layer order); excluded layers are left alone (lamb_moments_step
+// updated them).
+template <typename T>
+void lamb_apply_step(int64_t layers, void *const *weights, void *const *exp_avgs,
+                     void *const *exp_avg_sqs, const int64_t *numels, const uint8_t *adapted,
+                     const double *values, const double *trusts, int64_t threads) {
+  using C = typename Compute<T>::type;
+  const LambValues<C> h = lamb_values<C>(values);
+
+  for_each_share<T>(layers, numels, adapted, threads, [&](const Work &work) {
+    if (!adapted[work.layer]) return;
+    T *w = static_cast<T *>(weights[work.layer]);
+    const T *m = static_cast<const T *>(exp_avgs[work.layer]);
+    const T *v = static_cast<const T *>(exp_avg_sqs[work.layer]);
+    const C step = h.lr * C(trusts[work.stats_row]);
+    backwards_by_block<T>(work.share, [&](int64_t begin, int64_t end) {
+      lamb_apply(w, m, v, begin, end, step, h);
+    });
+  });
+}
+
 }  // namespace
 
 #define TVLARS_EXPORT(SUFFIX, T)                                                                  \
@@ -489,6 +573,27 @@ void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *c
                                         const int64_t *numels, double weight_decay,               \
                                         int64_t threads, double *norms) {                         \
     norms_step<T>(layers, weights, grads, numels, weight_decay, threads, norms);                  \
+  }                                                                                               \
+  extern "C" void tvlars_lars_apply_##SUFFIX(                                                     \
+      int64_t layers, void *const *weights, void *const *grads, void *const *buffers,             \
+      const int64_t *numels, const uint8_t *adapted, const double *values, const double *trusts,  \
+      int64_t momentum, int64_t threads) {                                                        \
+    lars_apply_step<T>(layers, weights, grads, buffers, numels, adapted, values, trusts,          \
+                       momentum, threads);                                                        \
+  }                                                                                               \
+  extern "C" void tvlars_lamb_moments_##SUFFIX(                                                   \
+      int64_t layers, void *const *weights, void *const *grads, void *const *exp_avgs,            \
+      void *const *exp_avg_sqs, const int64_t *numels, const uint8_t *adapted,                    \
+      const double *values, int64_t threads, double *sums) {                                      \
+    lamb_moments_step<T>(layers, weights, grads, exp_avgs, exp_avg_sqs, numels, adapted, values,  \
+                         threads, sums);                                                          \
+  }                                                                                               \
+  extern "C" void tvlars_lamb_apply_##SUFFIX(                                                     \
+      int64_t layers, void *const *weights, void *const *exp_avgs, void *const *exp_avg_sqs,      \
+      const int64_t *numels, const uint8_t *adapted, const double *values, const double *trusts,  \
+      int64_t threads) {                                                                          \
+    lamb_apply_step<T>(layers, weights, exp_avgs, exp_avg_sqs, numels, adapted, values, trusts,   \
+                       threads);                                                                  \
   }
 
 TVLARS_EXPORT(float32, float)

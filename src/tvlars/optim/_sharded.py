@@ -209,6 +209,21 @@ class ShardedLayers:
 
         return full_norm_pairs
 
+    def whole_square_sums(self, sums: Tensor, indices: Sequence[int]) -> Tensor:
+        """``sums`` (one row per layer at ``indices``, any number of columns: the local
+        shards' sums of squares) added up over every process's shards, in place."""
+        columns_by_reduction: dict[tuple, list[int]] = {}
+        for row, index in enumerate(indices):
+            columns_by_reduction.setdefault(self._reductions[index], []).append(row)
+        for reduction, rows in columns_by_reduction.items():
+            if not reduction:
+                continue
+            if len(rows) == len(indices):
+                sums.copy_(_sum_over(sums, *reduction))
+            else:
+                sums[rows] = _sum_over(sums[rows], *reduction)
+        return sums
+
 
 def _sum_over(sums: Tensor, device_type: str, groups: tuple) -> Tensor:
     """``sums`` added up over each process group in turn.

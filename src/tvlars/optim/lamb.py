@@ -274,7 +274,7 @@ class LAMB(LayerwiseOptimizer):
         exp_avg_sqs = [state["exp_avg_sq"] for state in states]
         norms: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
         reported = params  # telemetry names the parameters, not their local shards
-        if sharded is not None and path == FOREACH:
+        if sharded is not None and path in (FOREACH, NATIVE):
             # Local shards, each bucket whole (one collective per bucket on every process).
             params, grads = sharded.local(params), sharded.local(grads)
             exp_avgs, exp_avg_sqs = sharded.local(exp_avgs), sharded.local(exp_avg_sqs)
@@ -304,6 +304,12 @@ class LAMB(LayerwiseOptimizer):
 
         adapted_idx = [i for i, a in enumerate(adapted) if a]
         excluded_idx = [i for i, a in enumerate(adapted) if not a]
+        if path == NATIVE and sharded is not None:
+            self._native_sharded(
+                (params, grads, exp_avgs, exp_avg_sqs), adapted, values, group, sharded, collector,
+                reported,
+            )  # fmt: skip
+            return
         if path == NATIVE:
             clamp = group["weight_norm_clamp"] or (math.nan, math.nan)
             _native.lamb_group(
@@ -354,3 +360,22 @@ class LAMB(LayerwiseOptimizer):
             order = sorted(norms)
             weight_norms, direction_norms, trusts = zip(*(norms[i] for i in order))
             collector.add([reported[i] for i in order], weight_norms, direction_norms, trusts, lr)
+
+    @staticmethod
+    def _native_sharded(tensors, adapted, values, group, sharded, collector, reported) -> None:
+        """The native step of local shards (``tensors``: params, grads and the two moments):
+        the first pass (moments, excluded layers whole, sums of squares), the sums added up
+        over the processes, the ratios, the second pass. Telemetry names ``reported``."""
+        params, grads, exp_avgs, exp_avg_sqs = tensors
+        kernels = _native.kernels()
+        adapted_idx = [i for i, a in enumerate(adapted) if a]
+        sums = kernels.lamb_moments(params, grads, exp_avgs, exp_avg_sqs, adapted, values)
+        norms = sharded.whole_square_sums(sums, adapted_idx).sqrt_()
+        compute = torch.float64 if params[0].dtype == torch.float64 else torch.float32
+        weight_norms, direction_norms = norms.to(compute).unbind(1)  # as the kernels round
+        trusts = _lamb_trust_ratio(weight_norms, direction_norms, group["weight_norm_clamp"])
+        kernels.lamb_apply(params, exp_avgs, exp_avg_sqs, adapted, values, trusts)
+        _native.bump_versions(params)
+        if collector is not None:
+            stats = torch.stack((weight_norms, direction_norms, trusts), dim=1).double()
+            _native.report_stats(collector, stats, reported, adapted, float(group["lr"]))

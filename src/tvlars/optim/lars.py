@@ -249,7 +249,7 @@ def lars_update_group(
     steps the local shards, each bucket whole, with norms summed across processes.
     """
     reported = params  # telemetry names the parameters, not their local shards
-    if sharded is not None and path == FOREACH:
+    if sharded is not None and path in (FOREACH, NATIVE):
         params, grads, buffers = sharded.local(params), sharded.local(grads), sharded.local(buffers)
     adapted_idx = [i for i, a in enumerate(adapted) if a]
     excluded_idx = [i for i, a in enumerate(adapted) if not a]
@@ -267,7 +267,23 @@ def lars_update_group(
         clamp = math.nan if norm_clamp is None else norm_clamp
         values = (lr, eta * scale, momentum, weight_decay, excluded_scale, clamp)
         form = "none" if buffers[0] is None else "nesterov" if nesterov else "heavy_ball"
-        _native.lars_group(params, grads, buffers, adapted, values, form, collector, lr)
+        if sharded is None:
+            _native.lars_group(params, grads, buffers, adapted, values, form, collector, lr)
+            return
+        # Shards: the norm pass, the norms' sums added up over the processes, the ratios,
+        # then the update pass.
+        kernels = _native.kernels()
+        adapted_params = [params[i] for i in adapted_idx]
+        local_norms = kernels.norms(adapted_params, [grads[i] for i in adapted_idx], weight_decay)
+        norms = sharded.whole_square_sums(local_norms.square_(), adapted_idx).sqrt_()
+        compute = torch.float64 if params[0].dtype == torch.float64 else torch.float32
+        weight_norms, direction_norms = norms.to(compute).unbind(1)  # as the kernels round
+        trusts = _trust_ratio(weight_norms, direction_norms, eta * scale, norm_clamp)
+        kernels.lars_apply(params, grads, buffers, adapted, values, trusts, form)
+        _native.bump_versions(params)
+        if collector is not None:
+            stats = torch.stack((weight_norms, direction_norms, trusts), dim=1).double()
+            _native.report_stats(collector, stats, reported, adapted, lr)
         return
 
     if path == FOREACH or path == FUSED:
