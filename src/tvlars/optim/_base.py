@@ -77,8 +77,9 @@ def refuse_sharded_fused(param: Tensor, group: Mapping[str, Any], optimizer: str
     if group.get("fused") and is_dtensor(param):
         raise ValueError(
             f"{optimizer}: fused={group['fused']!r} cannot step DTensor (sharded) parameters. "
-            "Leave fused=None (the multi-tensor path runs on the local shards, with one "
-            "all-reduce for the layer norms) or pass foreach=False (the reference path)."
+            "Leave fused=None (the native kernels on CPU, else the multi-tensor path, run on "
+            "the local shards with one all-reduce for the layer norms) or pass "
+            "foreach=False (the reference path)."
         )
 
 

@@ -11,7 +11,9 @@ local shards as it would on whole tensors, except for the norms: each process st
 its local ``|w_p|^2`` and ``|u_p|^2`` (u: the layer's direction) for every adapted layer
 of a bucket into one tensor, a single ``all_reduce(SUM)`` over the mesh dimensions the
 layers are sharded along adds them up, and the square roots are every process's full
-norms. Everything else in LARS, TVLARS and LAMB is elementwise and stays local.
+norms. Everything else in LARS, TVLARS and LAMB is elementwise and stays local. On CPU
+the native kernels do the same in two calls around the all-reduce (their norm pass, then
+their update pass with the ratios given: :meth:`ShardedLayers.whole_square_sums`).
 
 Mesh dimensions along which a layer is *replicated* (HSDP's outer dimension, a
 tensor-parallel layer that is not split) hold copies, not parts, and are not summed.
@@ -20,7 +22,7 @@ is not a parameter's value.
 
 The single-tensor path needs none of this: it runs the reference arithmetic on the
 DTensors themselves, and DTensor's own dispatch gathers each norm (one collective per
-norm). The native kernels and ``torch.compile`` do not take DTensors.
+norm). ``torch.compile`` of the per-tensor update (``fused``) does not take DTensors.
 
 Every process must step the same parameters in the same order (each bucket is one
 collective), which FSDP2 guarantees: its gradients exist on every process or on none.
