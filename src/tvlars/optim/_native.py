@@ -97,16 +97,7 @@ class NativeKernels:
         count = len(params)
         stats = torch.empty((sum(adapted), 3), dtype=torch.float64)
         kernel = getattr(self._library, f"tvlars_lars_{_SUFFIX[params[0].dtype]}")
-        buffer_pointers = buffers if buffers[0] is not None else params  # unused without momentum
-        _check_state(params, buffer_pointers)
-        arrays = (  # held until the call returns
-            _pointers(params),
-            _pointers(grads),
-            _pointers(buffer_pointers),
-            _numels(params),
-            _flags(adapted),
-            _doubles(values),
-        )
+        arrays = _lars_arrays(params, grads, buffers, adapted, values)  # held for the call
         kernel(
             count,
             *map(_address, arrays),
@@ -130,17 +121,7 @@ class NativeKernels:
         count = len(params)
         stats = torch.empty((sum(adapted), 3), dtype=torch.float64)
         kernel = getattr(self._library, f"tvlars_lamb_{_SUFFIX[params[0].dtype]}")
-        _check_state(params, exp_avgs)
-        _check_state(params, exp_avg_sqs)
-        arrays = (  # held until the call returns
-            _pointers(params),
-            _pointers(grads),
-            _pointers(exp_avgs),
-            _pointers(exp_avg_sqs),
-            _numels(params),
-            _flags(adapted),
-            _doubles(values),
-        )
+        arrays = _lamb_arrays(params, grads, exp_avgs, exp_avg_sqs, adapted, values)
         kernel(count, *map(_address, arrays), torch.get_num_threads(), stats.data_ptr())
         return stats
 
@@ -175,17 +156,8 @@ class NativeKernels:
         """The update pass of :meth:`lars` with the trust ratios given: ``trusts``, one
         float64 value per adapted layer (their norms come from :meth:`norms`)."""
         kernel = getattr(self._library, f"tvlars_lars_apply_{_SUFFIX[params[0].dtype]}")
-        buffer_pointers = buffers if buffers[0] is not None else params
-        _check_state(params, buffer_pointers)
         trusts = trusts.to(torch.float64).contiguous()
-        arrays = (
-            _pointers(params),
-            _pointers(grads),
-            _pointers(buffer_pointers),
-            _numels(params),
-            _flags(adapted),
-            _doubles(values),
-        )
+        arrays = _lars_arrays(params, grads, buffers, adapted, values)  # held for the call
         kernel(
             len(params),
             *map(_address, arrays),
@@ -209,17 +181,7 @@ class NativeKernels:
         seven)."""
         sums = torch.empty((sum(adapted), 2), dtype=torch.float64)
         kernel = getattr(self._library, f"tvlars_lamb_moments_{_SUFFIX[params[0].dtype]}")
-        _check_state(params, exp_avgs)
-        _check_state(params, exp_avg_sqs)
-        arrays = (
-            _pointers(params),
-            _pointers(grads),
-            _pointers(exp_avgs),
-            _pointers(exp_avg_sqs),
-            _numels(params),
-            _flags(adapted),
-            _doubles(values),
-        )
+        arrays = _lamb_arrays(params, grads, exp_avgs, exp_avg_sqs, adapted, values)
         kernel(len(params), *map(_address, arrays), torch.get_num_threads(), sums.data_ptr())
         return sums
 
@@ -283,6 +245,36 @@ def bump_versions(tensors: Sequence[Tensor]) -> None:
     else:
         for tensor in tensors:
             increment_version(tensor)
+
+
+def _lars_arrays(params, grads, buffers, adapted, values) -> tuple[array.array, ...]:
+    """The array arguments of a LARS kernel call (the caller holds them until it returns),
+    after checking the buffers against their parameters."""
+    buffer_pointers = buffers if buffers[0] is not None else params  # unused without momentum
+    _check_state(params, buffer_pointers)
+    return (
+        _pointers(params),
+        _pointers(grads),
+        _pointers(buffer_pointers),
+        _numels(params),
+        _flags(adapted),
+        _doubles(values),
+    )
+
+
+def _lamb_arrays(params, grads, exp_avgs, exp_avg_sqs, adapted, values) -> tuple[array.array, ...]:
+    """The array arguments of a LAMB kernel call with gradients, as :func:`_lars_arrays`."""
+    _check_state(params, exp_avgs)
+    _check_state(params, exp_avg_sqs)
+    return (
+        _pointers(params),
+        _pointers(grads),
+        _pointers(exp_avgs),
+        _pointers(exp_avg_sqs),
+        _numels(params),
+        _flags(adapted),
+        _doubles(values),
+    )
 
 
 def _check_state(params: Sequence[Tensor], states: Sequence[Tensor]) -> None:

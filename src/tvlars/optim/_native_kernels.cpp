@@ -173,6 +173,16 @@ void apply_update(T *w, const T *g, T *buffer, int64_t begin, int64_t end,
   }
 }
 
+// apply_update over a share, last block first (see backwards_by_block).
+template <typename T, bool Decay>
+void update_backwards(T *w, const T *g, T *buffer, Share share, typename Compute<T>::type trust,
+                      typename Compute<T>::type wd, typename Compute<T>::type lr,
+                      typename Compute<T>::type mu, int64_t momentum) {
+  backwards_by_block<T>(share, [&](int64_t begin, int64_t end) {
+    apply_update<T, Decay>(w, g, buffer, begin, end, trust, wd, lr, mu, momentum);
+  });
+}
+
 // A weight and a direction element, squared in double: one term of a norm pass.
 struct Squares {
   double weight, direction;
@@ -316,9 +326,7 @@ void lars_step(int64_t layers, void *const *weights, void *const *grads, void *c
     const T *g = static_cast<const T *>(grads[work.layer]);
     T *buffer = static_cast<T *>(buffers[work.layer]);
     if (!adapted[work.layer]) {
-      backwards_by_block<T>(work.share, [&](int64_t begin, int64_t end) {
-        apply_update<T, false>(w, g, buffer, begin, end, excluded_scale, wd, lr, mu, momentum);
-      });
+      update_backwards<T, false>(w, g, buffer, work.share, excluded_scale, wd, lr, mu, momentum);
       return;
     }
     double share_sums[2], sums[2];
@@ -334,9 +342,7 @@ void lars_step(int64_t layers, void *const *weights, void *const *grads, void *c
     }
     const C trust = (w_used > 0 && d_used > 0) ? C(C(coefficient * w_used) / d_used) : C(1);
     write_stats(work, weight_norm, direction_norm, trust, stats);
-    backwards_by_block<T>(work.share, [&](int64_t begin, int64_t end) {
-      apply_update<T, true>(w, g, buffer, begin, end, trust, wd, lr, mu, momentum);
-    });
+    update_backwards<T, true>(w, g, buffer, work.share, trust, wd, lr, mu, momentum);
   });
 }
 
@@ -356,15 +362,11 @@ void lars_apply_step(int64_t layers, void *const *weights, void *const *grads,
     const T *g = static_cast<const T *>(grads[work.layer]);
     T *buffer = static_cast<T *>(buffers[work.layer]);
     if (!adapted[work.layer]) {
-      backwards_by_block<T>(work.share, [&](int64_t begin, int64_t end) {
-        apply_update<T, false>(w, g, buffer, begin, end, excluded_scale, wd, lr, mu, momentum);
-      });
+      update_backwards<T, false>(w, g, buffer, work.share, excluded_scale, wd, lr, mu, momentum);
       return;
     }
-    const C trust = C(trusts[work.stats_row]);
-    backwards_by_block<T>(work.share, [&](int64_t begin, int64_t end) {
-      apply_update<T, true>(w, g, buffer, begin, end, trust, wd, lr, mu, momentum);
-    });
+    update_backwards<T, true>(w, g, buffer, work.share, C(trusts[work.stats_row]), wd, lr, mu,
+                              momentum);
   });
 }
 
@@ -464,6 +466,27 @@ void lamb_apply(T *w, const T *m, const T *v, int64_t begin, int64_t end, C step
   }
 }
 
+// The first pass of a LAMB step over one thread's work: an excluded layer updated whole
+// (returns false); an adapted layer's moments updated and its layer's sums of squares of w
+// and u in sums (returns true; on every thread of a split layer).
+template <typename T, typename C>
+bool lamb_first_pass(const Work &work, void *const *weights, void *const *grads,
+                     void *const *exp_avgs, void *const *exp_avg_sqs, const uint8_t *adapted,
+                     const LambValues<C> &h, Partials &partials, double *sums) {
+  T *w = static_cast<T *>(weights[work.layer]);
+  const T *g = static_cast<const T *>(grads[work.layer]);
+  T *m = static_cast<T *>(exp_avgs[work.layer]);
+  T *v = static_cast<T *>(exp_avg_sqs[work.layer]);
+  if (!adapted[work.layer]) {
+    lamb_excluded(w, g, m, v, work.share, h);
+    return false;
+  }
+  double share_sums[2];
+  lamb_moments_and_square_sums(w, g, m, v, work.share, h, share_sums);
+  layer_square_sums(partials, work, share_sums, sums);
+  return true;
+}
+
 // values: lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2, eps, weight decay, clamp low, clamp
 // high (NaN: no clamp). stats as in lars_step, with |u| for the direction norm. Threads
 // share the work as in lars_step.
@@ -477,17 +500,13 @@ void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *c
   Partials partials(layers, threads);
 
   for_each_share<T>(layers, numels, adapted, threads, [&](const Work &work) {
-    T *w = static_cast<T *>(weights[work.layer]);
-    const T *g = static_cast<const T *>(grads[work.layer]);
-    T *m = static_cast<T *>(exp_avgs[work.layer]);
-    T *v = static_cast<T *>(exp_avg_sqs[work.layer]);
-    if (!adapted[work.layer]) {
-      lamb_excluded(w, g, m, v, work.share, h);
+    double sums[2];
+    if (!lamb_first_pass<T>(work, weights, grads, exp_avgs, exp_avg_sqs, adapted, h, partials,
+                            sums))
       return;
-    }
-    double share_sums[2], sums[2];
-    lamb_moments_and_square_sums(w, g, m, v, work.share, h, share_sums);
-    layer_square_sums(partials, work, share_sums, sums);
+    T *w = static_cast<T *>(weights[work.layer]);
+    const T *m = static_cast<const T *>(exp_avgs[work.layer]);
+    const T *v = static_cast<const T *>(exp_avg_sqs[work.layer]);
     const C weight_norm = C(std::sqrt(sums[0])), direction_norm = C(std::sqrt(sums[1]));
     C r = weight_norm;
     if (!std::isnan(clamp_high)) r = std::fmin(std::fmax(r, C(clamp_low)), C(clamp_high));
@@ -513,17 +532,10 @@ void lamb_moments_step(int64_t layers, void *const *weights, void *const *grads,
   Partials partials(layers, threads);
 
   for_each_share<T>(layers, numels, adapted, threads, [&](const Work &work) {
-    T *w = static_cast<T *>(weights[work.layer]);
-    const T *g = static_cast<const T *>(grads[work.layer]);
-    T *m = static_cast<T *>(exp_avgs[work.layer]);
-    T *v = static_cast<T *>(exp_avg_sqs[work.layer]);
-    if (!adapted[work.layer]) {
-      lamb_excluded(w, g, m, v, work.share, h);
+    double layer_sums[2];
+    if (!lamb_first_pass<T>(work, weights, grads, exp_avgs, exp_avg_sqs, adapted, h, partials,
+                            layer_sums))
       return;
-    }
-    double share_sums[2], layer_sums[2];
-    lamb_moments_and_square_sums(w, g, m, v, work.share, h, share_sums);
-    layer_square_sums(partials, work, share_sums, layer_sums);
     if (work.split && work.part != 0) return;
     sums[2 * work.stats_row] = layer_sums[0];
     sums[2 * work.stats_row + 1] = layer_sums[1];
