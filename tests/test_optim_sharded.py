@@ -467,3 +467,45 @@ def test_a_step_the_user_compiles_takes_dtensor_parameters(mesh_of_one):
         compiled_step()
     for ours, expected in zip(sharded, plain):
         torch.testing.assert_close(ours.full_tensor(), expected.detach(), rtol=1e-5, atol=1e-6)
+
+
+NATIVE_CASES = {
+    "lars-float32": (LARS, {"lr": 0.7}, torch.float32),
+    "lars-no-momentum": (LARS, {"lr": 0.7, "momentum": 0.0}, torch.float32),
+    "tvlars-nesterov-float64": (TVLARS, {"lr": 0.7, "lmbda": 0.3, "nesterov": True}, torch.float64),
+    "tvlars-clamped-bfloat16": (TVLARS, {"lr": 0.7, "norm_clamp": 1.0}, torch.bfloat16),
+    "lamb-float32": (LAMB, {"lr": 0.05}, torch.float32),
+    "lamb-clamped-float64": (LAMB, {"lr": 0.05, "weight_norm_clamp": (0.0, 1.0)}, torch.float64),
+}
+
+
+@pytest.mark.skipif(_native.kernels() is None, reason="no C++ compiler here")
+@pytest.mark.parametrize("case", sorted(NATIVE_CASES))
+def test_split_native_step_of_a_mesh_of_one_gives_the_bits_of_the_whole_native_step(
+    mesh_of_one, case
+):
+    optimizer_class, keywords, dtype = NATIVE_CASES[case]
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(300, 200), (16, 8, 3, 3), (10,)]  # split between threads, small, excluded
+    wholes = [torch.randn(s, generator=generator).to(dtype) for s in shapes]
+    grads = [[torch.randn(s, generator=generator).to(dtype) for s in shapes] for _ in range(3)]
+    plain = [torch.nn.Parameter(w.clone()) for w in wholes]
+    shard = [tensor_api.Shard(0)]
+    sharded = [
+        torch.nn.Parameter(tensor_api.distribute_tensor(w.clone(), mesh_of_one, shard))
+        for w in wholes
+    ]
+    whole_step, split_step = (
+        optimizer_class(plain, **keywords),
+        optimizer_class(sharded, **keywords),
+    )
+    for step_grads in grads:
+        for param, grad in zip(plain, step_grads):
+            param.grad = grad.clone()
+        for param, grad in zip(sharded, step_grads):
+            param.grad = tensor_api.distribute_tensor(grad.clone(), mesh_of_one, shard)
+        whole_step.step()
+        split_step.step()
+    assert whole_step.last_step_paths == split_step.last_step_paths == ("native",)
+    for ours, expected in zip(sharded, plain):
+        torch.testing.assert_close(ours.to_local(), expected.detach(), rtol=0, atol=0)
