@@ -156,19 +156,22 @@ def train_layouts(name: str, path: str) -> dict:
 
 def record_fsdp(name: str, rank: int, folder: str) -> None:
     """FSDP2 training with a LayerRecorder on every process (rank r writes layers{r}.csv),
-    for the optimizer under test and for torch's SGD, whose norms the recorder computes."""
-    for optimizer_name in (name, "sgd"):
+    for the optimizer under test and for torch's SGD, whose norms the recorder computes
+    (with the native norm pass, and with the multi-tensor arithmetic that stands in for it
+    where no C++ compiler works)."""
+    for recorded in (name, "sgd", "sgd-multi-tensor"):
         model = make_model()
         fsdp_api.fully_shard(model)
-        optimizer = make_recorded_optimizer(optimizer_name, model.parameters())
-        csv = f"{folder}/{optimizer_name}-layers{rank}.csv"
-        with LayerRecorder(optimizer, model, csv):
-            for step in range(STEPS):
-                inputs, targets = batch(step)
-                half = slice(rank * BATCH // 2, (rank + 1) * BATCH // 2)
-                torch.nn.functional.mse_loss(model(inputs[half]), targets[half]).backward()
-                optimizer.step()
-                optimizer.zero_grad()
+        optimizer = make_recorded_optimizer(recorded.split("-")[0], model.parameters())
+        csv = f"{folder}/{recorded}-layers{rank}.csv"
+        available = _native.available
+        if recorded == "sgd-multi-tensor":
+            _native.available = lambda params, grads: False
+        try:
+            with LayerRecorder(optimizer, model, csv):
+                train_steps(model, optimizer, range(STEPS), rank)
+        finally:
+            _native.available = available
 
 
 def make_recorded_optimizer(name: str, params):
@@ -361,12 +364,12 @@ def test_fsdp2_run_resumed_from_a_distributed_checkpoint_matches_an_uninterrupte
         torch.testing.assert_close(resumed, uninterrupted, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("recorded", ["ours", "sgd"])
+@pytest.mark.parametrize("recorded", ["ours", "sgd", "sgd-multi-tensor"])
 def test_layer_recorder_on_every_process_writes_whole_layer_norms(sharded_run, recorded, tmp_path):
     name, _, folder = sharded_run
-    optimizer_name = name if recorded == "ours" else "sgd"
+    recorded = name if recorded == "ours" else recorded
     model = make_model()
-    optimizer = make_recorded_optimizer(optimizer_name, model.parameters())
+    optimizer = make_recorded_optimizer(recorded.split("-")[0], model.parameters())
     with LayerRecorder(optimizer, model, tmp_path / "whole.csv"):
         for step in range(STEPS):
             inputs, targets = batch(step)
@@ -375,7 +378,7 @@ def test_layer_recorder_on_every_process_writes_whole_layer_norms(sharded_run, r
             optimizer.zero_grad()
     whole = read_layers(tmp_path / "whole.csv")
     for rank in (0, 1):  # each process's file holds the same, whole-layer values
-        sharded = read_layers(folder / f"{optimizer_name}-layers{rank}.csv")
+        sharded = read_layers(folder / f"{recorded}-layers{rank}.csv")
         assert list(sharded["layer"]) == list(whole["layer"])
         assert list(sharded["step"]) == list(whole["step"])
         for column in ("weight_norm", "grad_norm", "trust_ratio"):

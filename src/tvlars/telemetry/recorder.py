@@ -362,10 +362,17 @@ class LayerRecorder:
         accumulate = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
         sharded = ShardedLayers.of(params, grads)
         if sharded is not None:
-            local_params, directions = sharded.local(params), sharded.local(grads)
+            local_params, local_grads = sharded.local(params), sharded.local(grads)
+            layers = range(len(params))
+            if eager_on_cpu(params[0]) and _native.available(local_params, local_grads):
+                local_norms = _native.layer_norms(local_params, local_grads, decay)
+                norms = sharded.whole_square_sums(local_norms.square_(), layers).sqrt_()
+                norms = norms.to(torch.float32)
+                return list(norms[:, 0].unbind()), list(norms[:, 1].unbind())
+            directions = local_grads
             if decay != 0:
                 directions = decayed_gradients(directions, local_params, decay, None)
-            norm_pairs = sharded.norm_pairs(range(len(params)))
+            norm_pairs = sharded.norm_pairs(layers)
             whole_weight_norms, whole_grad_norms = norm_pairs(local_params, directions, accumulate)
             return list(whole_weight_norms.unbind()), list(whole_grad_norms.unbind())
         if eager_on_cpu(params[0]) and _native.available(params, grads):
