@@ -409,14 +409,38 @@ def sharded_weight(mesh, placement=None) -> torch.nn.Parameter:
     return torch.nn.Parameter(tensor_api.distribute_tensor(torch.randn(4, 4), mesh, [placement]))
 
 
-@pytest.mark.parametrize("fused", [True, "native", "compile"])
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_fused_path_refuses_dtensor_parameters_and_names_the_paths_that_take_them(
-    mesh_of_one, name, fused
+def test_compiled_fused_path_refuses_dtensor_parameters_and_names_the_paths_that_take_them(
+    mesh_of_one, name
 ):
     optimizer_class, keywords = OPTIMIZERS[name]
     with pytest.raises(ValueError, match="cannot step DTensor.*fused=None.*foreach=False"):
-        optimizer_class([sharded_weight(mesh_of_one)], fused=fused, **keywords)
+        optimizer_class([sharded_weight(mesh_of_one)], fused="compile", **keywords)
+
+
+@pytest.mark.skipif(_native.kernels() is None, reason="no C++ compiler here")
+@pytest.mark.parametrize("fused", [True, "native"])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_native_fused_path_steps_cpu_dtensor_shards(mesh_of_one, name, fused):
+    optimizer_class, keywords = OPTIMIZERS[name]
+    weight = sharded_weight(mesh_of_one)
+    weight.grad = tensor_api.distribute_tensor(
+        torch.randn(4, 4), mesh_of_one, [tensor_api.Shard(0)]
+    )
+    optimizer = optimizer_class([weight], fused=fused, **keywords)
+    optimizer.step()
+    assert optimizer.last_step_paths == ("native",)
+
+
+def test_native_fused_path_without_the_kernels_raises_naming_the_fallback(mesh_of_one, monkeypatch):
+    monkeypatch.setattr(_native, "sharded_available", lambda params, grads: False)
+    weight = sharded_weight(mesh_of_one)
+    weight.grad = tensor_api.distribute_tensor(
+        torch.randn(4, 4), mesh_of_one, [tensor_api.Shard(0)]
+    )
+    optimizer = LARS([weight], fused="native")
+    with pytest.raises(RuntimeError, match="native CPU kernels.*fused=None"):
+        optimizer.step()
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))

@@ -72,14 +72,18 @@ def refuse_flat(param: Tensor, optimizer: str) -> None:
 
 
 def refuse_sharded_fused(param: Tensor, group: Mapping[str, Any], optimizer: str) -> None:
-    """Raise for a DTensor in a group that asks for the fused path: neither the native
-    kernels nor ``torch.compile`` of the per-tensor update take DTensors."""
-    if group.get("fused") and is_dtensor(param):
+    """Raise for a DTensor in a group that asks for a fused path it cannot take:
+    ``torch.compile`` of the per-tensor update does not take DTensors, and the native
+    kernels (``fused=True``/``"native"``) take only CPU shards."""
+    fused = group.get("fused")
+    if not fused or not is_dtensor(param):
+        return
+    if fused == "compile" or param.device.type != "cpu":
         raise ValueError(
-            f"{optimizer}: fused={group['fused']!r} cannot step DTensor (sharded) parameters. "
-            "Leave fused=None (the native kernels on CPU, else the multi-tensor path, run on "
-            "the local shards with one all-reduce for the layer norms) or pass "
-            "foreach=False (the reference path)."
+            f"{optimizer}: fused={fused!r} cannot step DTensor (sharded) parameters on "
+            f"{param.device.type}. Leave fused=None (the native kernels on CPU, else the "
+            "multi-tensor path, run on the local shards with one all-reduce for the layer "
+            "norms) or pass foreach=False (the reference path)."
         )
 
 
@@ -287,17 +291,25 @@ class LayerwiseOptimizer(Optimizer):
         """The path of a group with DTensors: the reference path on the DTensors when
         ``foreach=False``; else on the local shards the native kernels' split steps where
         they can take them (CPU, one dtype, outside torch.compile), the multi-tensor path
-        elsewhere."""
+        elsewhere. ``fused=True``/``"native"`` (CPU shards: the constructor refused the
+        rest) require the native kernels."""
         if group["foreach"] is False:
             return SINGLE
-        device = params[0].device
-        if (
+        native_ok = (
             group["foreach"] is None
             and not torch.compiler.is_compiling()  # a compiled step traces the foreach ops
-            and wants_native(None, group["fused"], device)
+            and wants_native(None, group["fused"], params[0].device)
             and _native.sharded_available(sharded.local(params), sharded.local(grads))
-        ):
+        )
+        if native_ok:
             return NATIVE
+        if group["fused"]:
+            raise RuntimeError(
+                f"fused={group['fused']!r} needs the native CPU kernels for DTensor "
+                "parameters: CPU shards of one dtype (float32, float64 or bfloat16), "
+                "contiguous or channels-last with gradients laid out alike, and a working C++ "
+                "compiler; pass fused=None to fall back to the multi-tensor path"
+            )
         return FOREACH
 
     def _init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
