@@ -418,6 +418,22 @@ def test_compiled_fused_path_refuses_dtensor_parameters_and_names_the_paths_that
         optimizer_class([sharded_weight(mesh_of_one)], fused="compile", **keywords)
 
 
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_a_group_of_excluded_dtensor_layers_only_steps_as_plain_tensors_do(mesh_of_one, name):
+    # e.g. the no-weight-decay group of biases and normalization layers users often make
+    optimizer_class, keywords = OPTIMIZERS[name]
+    generator = torch.Generator().manual_seed(0)
+    bias, grad = torch.randn(5, generator=generator), torch.randn(5, generator=generator)
+    plain = torch.nn.Parameter(bias.clone())
+    plain.grad = grad.clone()
+    shard = [tensor_api.Shard(0)]
+    sharded = torch.nn.Parameter(tensor_api.distribute_tensor(bias.clone(), mesh_of_one, shard))
+    sharded.grad = tensor_api.distribute_tensor(grad.clone(), mesh_of_one, shard)
+    for param in (plain, sharded):
+        optimizer_class([{"params": [param], "weight_decay": 0.0}], **keywords).step()
+    torch.testing.assert_close(sharded.to_local(), plain.detach(), rtol=0, atol=0)
+
+
 @pytest.mark.skipif(_native.kernels() is None, reason="no C++ compiler here")
 @pytest.mark.parametrize("fused", [True, "native"])
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))

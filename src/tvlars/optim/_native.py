@@ -129,6 +129,8 @@ class NativeKernels:
         """``|w|`` and ``|g + wd*w|`` of each parameter (one dtype), changing nothing: an
         (n, 2) float64 tensor. The norm pass of :meth:`lars` alone, for telemetry."""
         norms = torch.empty((len(params), 2), dtype=torch.float64)
+        if not params:  # a group with no adapted layer (biases only) has none to take
+            return norms
         kernel = getattr(self._library, f"tvlars_norms_{_SUFFIX[params[0].dtype]}")
         arrays = (_pointers(params), _pointers(grads), _numels(params))  # held for the call
         kernel(
