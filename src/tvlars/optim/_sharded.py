@@ -178,13 +178,19 @@ class ShardedLayers:
     def local(tensors: Sequence[Tensor | None]) -> list[Tensor | None]:
         return [_local(t) if t is not None and is_dtensor(t) else t for t in tensors]
 
+    def _positions_by_reduction(self, indices: Sequence[int]) -> dict[tuple, list[int]]:
+        """The positions in ``indices`` of the layers of each way of adding up shards, in
+        order of first appearance (the same on every process)."""
+        positions: dict[tuple, list[int]] = {}
+        for position, index in enumerate(indices):
+            positions.setdefault(self._reductions[index], []).append(position)
+        return positions
+
     def norm_pairs(self, indices: Sequence[int]) -> NormPairs:
         """The full-layer norms of the layers at ``indices``, from their local shards:
         one ``all_reduce`` per distinct set of process groups among them (one in all for
         a model sharded one way, as FSDP2 shards it)."""
-        columns_by_reduction: dict[tuple, list[int]] = {}
-        for column, index in enumerate(indices):
-            columns_by_reduction.setdefault(self._reductions[index], []).append(column)
+        columns_by_reduction = self._positions_by_reduction(indices)
 
         def full_norm_pairs(weights, directions, accumulate):
             pieces = []
@@ -214,10 +220,7 @@ class ShardedLayers:
     def whole_square_sums(self, sums: Tensor, indices: Sequence[int]) -> Tensor:
         """``sums`` (one row per layer at ``indices``, any number of columns: the local
         shards' sums of squares) added up over every process's shards, in place."""
-        columns_by_reduction: dict[tuple, list[int]] = {}
-        for row, index in enumerate(indices):
-            columns_by_reduction.setdefault(self._reductions[index], []).append(row)
-        for reduction, rows in columns_by_reduction.items():
+        for reduction, rows in self._positions_by_reduction(indices).items():
             if not reduction:
                 continue
             if len(rows) == len(indices):
