@@ -125,3 +125,21 @@ def test_path_overhead_prints_every_path_against_foreach():
                  "LAMB compiled per layer", "LARS group-compiled"):  # fmt: skip
         assert re.search(rf"^{name}\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.M), name
     assert re.search(r"^LARS foreach\s+[\d.]+\s+[\d.]+\s+1\.00$", out, re.M)
+
+
+def test_train_step_prints_each_contender_inside_a_training_step():
+    out = output_of(
+        "train_step.py", "--model", "mnist1d-resnet", "--batch-size", "4", "--rounds", "2",
+        "--warmup", "1", "--only", "^(LARS default|TVLARS default.*)$",
+    )  # fmt: skip
+    # step ms, IQR, x SGD step, x floor (absent without the native kernels), fwd+bwd ms,
+    # step share, training x SGD
+    n = r"[\d.]+"
+    row = rf"\s+{n}\s+{n}-{n}\s+{n}x\s+(?:{n}x|-)\s+{n}\s+{n}%\s+{n}x$"
+    assert re.search(rf"^torch SGD loop{row}", out, re.M)
+    for name in ("LARS default", "TVLARS default", "TVLARS default \\+ LayerRecorder"):
+        assert re.search(rf"^{name}{row}", out, re.M), name
+    assert not re.search(r"^LAMB default", out, re.M)  # --only left it out
+    # The recorded contender recorded every adapted layer at each of its 3 steps.
+    (recorded,) = re.findall(r"LayerRecorder: (\d+) rows recorded over 3 steps", out)
+    assert int(recorded) > 0 and int(recorded) % 3 == 0
