@@ -481,6 +481,61 @@ def test_learning_rate_changed_every_step_does_not_recompile(name):
     assert optimizer.param_groups[0]["step"] == 5
 
 
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_a_learning_rate_in_a_tensor_gives_the_steps_of_the_same_float(name, path):
+    """torch.optim accepts a 0-d tensor LR (schedulers then fill it in place)."""
+    model, twin = small_model(), small_model()
+    in_tensor = OPTIMIZERS[name](model.parameters(), **PATHS[path])
+    as_float = OPTIMIZERS[name](twin.parameters(), **PATHS[path])
+    for group in in_tensor.param_groups:
+        # float64: a float32 tensor would round the LR, which a Python float does not
+        group["lr"] = torch.tensor(group["lr"], dtype=torch.float64)
+    schedulers = [
+        torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
+        for optimizer in (in_tensor, as_float)
+    ]
+    for step in range(3):
+        train_steps(model, in_tensor, 1, first_step=step)
+        train_steps(twin, as_float, 1, first_step=step)
+        for scheduler in schedulers:
+            scheduler.step()
+    assert isinstance(in_tensor.param_groups[0]["lr"], torch.Tensor)
+    for ours, expected in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(ours, expected)
+
+
+@pytest.mark.parametrize("path", ["default", "foreach"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_a_step_the_user_compiles_never_recompiles_and_gives_the_eager_bits(name, path):
+    """torch.compile(optimizer.step), as torch's own optimizers are compiled, with an LR
+    scheduler changing the LR at every step: the step runs eagerly inside the compiled
+    function (a graph break) instead of recompiling at every step."""
+    keywords = {"foreach": True} if path == "foreach" else {}
+    model, twin = small_model(), small_model()
+    compiled, eager = (OPTIMIZERS[name](m.parameters(), **keywords) for m in (model, twin))
+    schedulers = [
+        torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1 + step))
+        for optimizer in (compiled, eager)
+    ]
+    torch._dynamo.reset()
+    compiled_step = torch.compile(compiled.step)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for step in range(5):
+            generator = torch.Generator().manual_seed(step)
+            inputs = torch.randn(16, 6, generator=generator)
+            targets = torch.randint(0, 3, (16,), generator=generator)
+            for net, step_function in ((model, compiled_step), (twin, eager.step)):
+                net.zero_grad()
+                torch.nn.functional.cross_entropy(net(inputs), targets).backward()
+                step_function()
+            for scheduler in schedulers:
+                scheduler.step()
+    assert compiled.param_groups[0]["step"] == 5
+    for ours, expected in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(ours, expected)
+
+
 # ---------------------------------------------------------------------- layer stats
 
 

@@ -5,7 +5,6 @@ kernel must not be used."""
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 import torch
@@ -220,33 +219,6 @@ def test_state_loaded_in_another_layout_gives_the_same_steps(make, key):
         return weight.detach()
 
     torch.testing.assert_close(run(True), run(False), rtol=1e-6, atol=1e-7)
-
-
-@pytest.mark.parametrize(
-    "make", [lambda p: LARS(p, lr=0.1, foreach=True), lambda p: LAMB(p, lr=0.01, foreach=True)]
-)
-def test_a_step_the_user_compiles_takes_plain_foreach_ops_and_matches_eager(make):
-    # Inside torch.compile the fused SGD/Adam kernels (no meta implementation on CPU) and
-    # the scratch memory (a mutation functionalization refuses) must stay out.
-    def model():
-        torch.manual_seed(0)
-        return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
-
-    eager_model, compiled_model = model(), model()
-    eager, compiled = make(eager_model.parameters()), make(compiled_model.parameters())
-    compiled_step = torch.compile(compiled.step)
-    inputs, targets = torch.randn(12, 8), torch.randint(0, 3, (12,))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for _ in range(2):
-            for net, step in ((eager_model, eager.step), (compiled_model, compiled_step)):
-                net.zero_grad()
-                torch.nn.functional.cross_entropy(net(inputs), targets).backward()
-                step()
-    for ours, expected in zip(compiled_model.parameters(), eager_model.parameters()):
-        torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
-    # Dynamo traces our step without complaint (it warns about, e.g., functools caches).
-    assert [str(w.message) for w in caught if "tvlars" in str(w.message)] == []
 
 
 @pytest.mark.parametrize(

@@ -567,6 +567,42 @@ def test_an_lr_changed_every_step_gives_each_rows_step_size_its_own_lr(tmp_path)
 
 
 @needs_optimizers
+@pytest.mark.parametrize("optimizer_name", ["TVLARS", "torch SGD"])
+def test_a_recorder_on_a_step_the_user_compiles_writes_the_eager_steps_rows(
+    tmp_path, optimizer_name
+):
+    """The recorder's hooks run eagerly around a compiled step (traced, the post-hook of
+    our optimizers read a stale layer_stats and raised)."""
+
+    def make(model):
+        if optimizer_name == "TVLARS":
+            return TVLARS(model.parameters(), lr=1.0, eta=0.01, lmbda=0.1)
+        return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    model, twin = make_model(), make_model()
+    compiled, eager = make(model), make(twin)
+    recorders = [
+        LayerRecorder(optimizer, net, tmp_path / f"{label}.csv")
+        for optimizer, net, label in ((compiled, model, "compiled"), (eager, twin, "eager"))
+    ]
+    torch._dynamo.reset()
+    compiled_step = torch.compile(compiled.step)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        x, y = torch.randn(12, 6, generator=generator), torch.randn(12, 3, generator=generator)
+        for net, step in ((model, compiled_step), (twin, eager.step)):
+            net.zero_grad()
+            nn.functional.mse_loss(net(x), y).backward()
+            step()
+    for recorder in recorders:
+        recorder.close()
+    ours, expected = (read_layers(tmp_path / f"{label}.csv") for label in ("compiled", "eager"))
+    assert len(ours["step"]) == 3 * len(WEIGHTS)
+    for column in ("step", "weight_norm", "grad_norm", "trust_ratio", "step_size"):
+        np.testing.assert_allclose(ours[column], expected[column], rtol=1e-5, err_msg=column)
+
+
+@needs_optimizers
 def test_rows_of_steps_on_different_paths_keep_their_step_order(tmp_path):
     # The native path hands the recorder one stacked tensor per step, kept until the
     # flush; the multi-tensor path hands 0-d tensors, written at once.

@@ -219,12 +219,21 @@ class LayerwiseOptimizer(Optimizer):
         """Check one group's hyperparameters; subclasses extend."""
         require(float(group["lr"]) >= 0.0, "lr", group["lr"], ">= 0")
 
+    # Never traced by torch.compile: a step the user compiles (torch.compile(opt.step), or
+    # a compiled training step that calls it) runs eagerly, one graph break. Traced, it
+    # recompiled at every step: dynamo guards on the Python numbers that change from step
+    # to step (the LR a scheduler sets, TVLARS's phi(t), LAMB's bias corrections) and on
+    # each parameter's state at the first step, so after dynamo's limit of 8
+    # recompilations, each paid for, it ran the step eagerly anyway. The fused path's own
+    # compiled kernels (fused="compile") still run compiled inside.
+    @torch.compiler.disable
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         """Apply one update to every parameter that has a gradient.
 
         Returns the closure's loss when a closure is given (it is evaluated with
-        gradients enabled, as in ``torch.optim``).
+        gradients enabled, as in ``torch.optim``). Inside ``torch.compile`` the step runs
+        eagerly (a graph break), so it never recompiles.
         """
         loss = None
         if closure is not None:
@@ -290,14 +299,13 @@ class LayerwiseOptimizer(Optimizer):
     def _sharded_path(group, params, grads, sharded: ShardedLayers) -> str:
         """The path of a group with DTensors: the reference path on the DTensors when
         ``foreach=False``; else on the local shards the native kernels' split steps where
-        they can take them (CPU, one dtype, outside torch.compile), the multi-tensor path
+        they can take them (CPU, one dtype), the multi-tensor path
         elsewhere. ``fused=True``/``"native"`` (CPU shards: the constructor refused the
         rest) require the native kernels."""
         if group["foreach"] is False:
             return SINGLE
         native_ok = (
             group["foreach"] is None
-            and not torch.compiler.is_compiling()  # a compiled step traces the foreach ops
             and wants_native(None, group["fused"], params[0].device)
             and _native.sharded_available(sharded.local(params), sharded.local(grads))
         )

@@ -26,8 +26,7 @@ memory instead of the three that three foreach ops make, :func:`heavy_ball_step`
 LAMB's moments and Adam direction take torch's fused Adam kernel on CPU (one pass instead
 of eight, :func:`negated_adam_directions`). Both kernels are used only where they are
 right: for float32/float64 tensors laid out alike. On other devices buckets go whole,
-with fresh temporaries (GPU caching allocators recycle them) and ``torch._foreach_norm``;
-inside ``torch.compile`` the plain foreach ops are used everywhere (:func:`eager_on_cpu`).
+with fresh temporaries (GPU caching allocators recycle them) and ``torch._foreach_norm``.
 """
 
 from __future__ import annotations
@@ -52,22 +51,19 @@ _FUSED_ADAM_DEVICES = {"cpu"}  # emptied where torch turns out to have no such k
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
 
 
-def eager_on_cpu(tensor: Tensor) -> bool:
-    """Whether the CPU arrangement applies: a CPU tensor, outside ``torch.compile``.
-
-    Inside a step the user compiles, the plain foreach ops are what inductor can trace and
-    fuse; the fused SGD/Adam kernels have no meta implementation on CPU, and scratch
-    memory kept between calls is a mutation functionalization refuses.
-    """
-    return tensor.device.type == "cpu" and not torch.compiler.is_compiling()
+def on_cpu(tensor: Tensor) -> bool:
+    """Whether the CPU arrangement applies (chunks, scratch memory, BLAS norms, torch's
+    fused Adam kernel): a CPU tensor. (The optimizers' step is never traced by
+    ``torch.compile``, so these eager-only tools are always usable there.)"""
+    return tensor.device.type == "cpu"
 
 
 def chunks(indices: Sequence[int], tensors: Sequence[Tensor]) -> list[list[int]]:
     """``indices`` split into consecutive runs of at most :data:`CPU_CHUNK_NUMEL` elements
-    each (or one tensor, if larger) where :func:`eager_on_cpu`; one run elsewhere."""
+    each (or one tensor, if larger) where :func:`on_cpu`; one run elsewhere."""
     if not indices:
         return []
-    if not eager_on_cpu(tensors[indices[0]]):
+    if not on_cpu(tensors[indices[0]]):
         return [list(indices)]
     runs: list[list[int]] = []
     run: list[int] = []
@@ -120,8 +116,8 @@ def scratch_for(chunk: Sequence[Tensor], scratch: Scratch) -> Scratch | None:
     """``scratch`` where a chunk's temporaries should use it: a chunk that is one large CPU
     layer (fresh memory for it page-faults at every step). ``None`` for a chunk of small
     layers, which does better with one foreach call than with a Python loop (and whose
-    small blocks the allocator reuses), and off the CPU or inside ``torch.compile``."""
-    return scratch if len(chunk) == 1 and eager_on_cpu(chunk[0]) else None
+    small blocks the allocator reuses), and off the CPU."""
+    return scratch if len(chunk) == 1 and on_cpu(chunk[0]) else None
 
 
 def decayed_gradients(
@@ -163,7 +159,7 @@ def layer_norms(tensors: Sequence[Tensor], accumulate: torch.dtype) -> Tensor:
     """
     first = tensors[0]
     single = len(tensors) == 1
-    if single and eager_on_cpu(first) and first.dtype in (torch.float32, torch.float64):
+    if single and on_cpu(first) and first.dtype in (torch.float32, torch.float64):
         flat = first.reshape(-1)
         return torch.dot(flat, flat).sqrt_().reshape(1).to(accumulate)
     return torch.stack(torch._foreach_norm(tensors, 2, dtype=accumulate))
@@ -176,13 +172,12 @@ def heavy_ball_step(
 
     On CPU and CUDA this is torch's fused SGD kernel with no weight decay and no dampening
     (one pass over w, d and m; it reads ``updates`` only, so they may be gradients), when
-    the tensors are float32/float64 and each triple is laid out alike, outside
-    ``torch.compile``. Otherwise, or where that kernel is missing, three foreach ops.
+    the tensors are float32/float64 and each triple is laid out alike. Otherwise, or
+    where that kernel is missing, three foreach ops.
     """
     device_type = params[0].device.type
     if (
         device_type in _FUSED_SGD_DEVICES
-        and not torch.compiler.is_compiling()
         and params[0].dtype in _FUSED_KERNEL_DTYPES
         and all(map(_same_dense_layout, params, updates, buffers))
     ):
@@ -231,7 +226,7 @@ def negated_adam_directions(
     triple is laid out alike: the same hazards as :func:`heavy_ball_step`'s kernel.
     """
     first = grads[0]
-    if "cpu" not in _FUSED_ADAM_DEVICES or not eager_on_cpu(first):
+    if "cpu" not in _FUSED_ADAM_DEVICES or not on_cpu(first):
         return None
     if first.dtype not in _FUSED_KERNEL_DTYPES:
         return None

@@ -119,9 +119,6 @@ def compile_supported(device: torch.device) -> bool:
     """Whether ``torch.compile`` is expected to work for tensors on ``device``."""
     if device.type in _compile_failed:
         return False
-    if torch.compiler.is_compiling():
-        # The caller is already being compiled as a whole; nesting would only recompile.
-        return False
     return _compiler_present(device.type)
 
 

@@ -49,8 +49,9 @@ from tvlars.optim._multi_tensor import layer_norms
 NormPairs = Callable[[Sequence[Tensor], Sequence[Tensor], torch.dtype], tuple[Tensor, Tensor]]
 
 
-# No functools caches below: every optimizer step runs this code, also inside a step the
-# user compiles, and dynamo warns about each cached function it traces.
+# No functools caches below: dynamo warns about each cached function it traces, should
+# this code that runs at every step ever be traced again (LayerwiseOptimizer.step is kept
+# out of torch.compile).
 _DTENSOR: list[type | None] = []  # [DTensor or None] once looked up
 
 

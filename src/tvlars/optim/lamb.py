@@ -26,8 +26,8 @@ from tvlars.optim._base import LayerwiseOptimizer, require
 from tvlars.optim._multi_tensor import (
     Scratch,
     chunks,
-    eager_on_cpu,
     negated_adam_directions,
+    on_cpu,
 )
 from tvlars.optim._paths import (
     FOREACH,
@@ -281,7 +281,7 @@ class LAMB(LayerwiseOptimizer):
 
         def foreach_over(indices_all: list[int], is_adapted: bool) -> None:
             for bucket in group_by_device_and_dtype(indices_all, params).values():
-                on_cpu = eager_on_cpu(params[bucket[0]])
+                cpu_bucket = on_cpu(params[bucket[0]])
                 for indices in chunks(bucket, params) if sharded is None else [bucket]:
                     results = lamb_foreach(
                         [params[i] for i in indices],
@@ -292,7 +292,7 @@ class LAMB(LayerwiseOptimizer):
                         bias_correction1,
                         bias_correction2,
                         adapted=is_adapted,
-                        scratch=self._scratch if on_cpu else None,
+                        scratch=self._scratch if cpu_bucket else None,
                         bias_step=step_count if group["bias_correction"] else math.inf,
                         norm_pairs=(
                             local_norm_pairs if sharded is None else sharded.norm_pairs(indices)

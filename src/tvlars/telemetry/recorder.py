@@ -34,8 +34,8 @@ from tvlars.optim._multi_tensor import (
     Scratch,
     chunks,
     decayed_gradients,
-    eager_on_cpu,
     layer_norms,
+    on_cpu,
     scratch_for,
 )
 from tvlars.optim._sharded import ShardedLayers
@@ -182,9 +182,12 @@ class LayerRecorder:
             pre, post = self._pre_step_layerwise, self._post_step_layerwise
         else:
             pre, post = self._pre_step_plain, self._post_step_plain
+        # The hooks run eagerly even where the step is compiled: they are bookkeeping on
+        # the host, and dynamo, tracing them around a step it cannot see into, handed the
+        # post-hook a stale layer_stats.
         self._handles = [
-            optimizer.register_step_pre_hook(pre),
-            optimizer.register_step_post_hook(post),
+            optimizer.register_step_pre_hook(torch.compiler.disable(pre)),
+            optimizer.register_step_post_hook(torch.compiler.disable(post)),
         ]
 
     # ----------------------------------------------------------------- layer selection
@@ -364,7 +367,7 @@ class LayerRecorder:
         if sharded is not None:
             local_params, local_grads = sharded.local(params), sharded.local(grads)
             layers = range(len(params))
-            if eager_on_cpu(params[0]) and _native.available(local_params, local_grads):
+            if on_cpu(params[0]) and _native.available(local_params, local_grads):
                 local_norms = _native.layer_norms(local_params, local_grads, decay)
                 norms = sharded.whole_square_sums(local_norms.square_(), layers).sqrt_()
                 norms = norms.to(torch.float32)
@@ -375,7 +378,7 @@ class LayerRecorder:
             norm_pairs = sharded.norm_pairs(layers)
             whole_weight_norms, whole_grad_norms = norm_pairs(local_params, directions, accumulate)
             return list(whole_weight_norms.unbind()), list(whole_grad_norms.unbind())
-        if eager_on_cpu(params[0]) and _native.available(params, grads):
+        if on_cpu(params[0]) and _native.available(params, grads):
             norms = _native.layer_norms(params, grads, decay).to(torch.float32)
             return list(norms[:, 0].unbind()), list(norms[:, 1].unbind())
         weight_norms: list[Tensor] = []
