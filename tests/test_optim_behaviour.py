@@ -66,6 +66,8 @@ def train_steps(model, optimizer, steps: int, first_step: int = 0) -> None:
         (lambda p: LAMB(p, betas=(-0.1, 0.999)), r"betas\[0\]"),
         (lambda p: LAMB(p, weight_norm_clamp=(2.0, 1.0)), "weight_norm_clamp"),
         (lambda p: LARS(p, foreach=True, fused=True), "foreach/fused"),
+        (lambda p: LARS(p, lr=torch.tensor([0.1, 0.2])), "lr"),
+        (lambda p: TVLARS(p, lr=torch.tensor(0.1, device="meta")), "lr"),
     ],
 )
 def test_invalid_hyperparameter_raises_value_error_naming_it(make, argument):

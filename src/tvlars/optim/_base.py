@@ -217,7 +217,17 @@ class LayerwiseOptimizer(Optimizer):
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         """Check one group's hyperparameters; subclasses extend."""
-        require(float(group["lr"]) >= 0.0, "lr", group["lr"], ">= 0")
+        lr = group["lr"]
+        if isinstance(lr, Tensor):
+            # The step reads the LR on the host; from a GPU tensor that would wait for the
+            # GPU at every step.
+            require(
+                lr.numel() == 1 and lr.device.type == "cpu",
+                "lr",
+                lr,
+                "a float or a one-element CPU tensor",
+            )
+        require(float(lr) >= 0.0, "lr", lr, ">= 0")
 
     # Never traced by torch.compile: a step the user compiles (torch.compile(opt.step), or
     # a compiled training step that calls it) runs eagerly, one graph break. Traced, it
