@@ -309,9 +309,9 @@ class LayerwiseOptimizer(Optimizer):
     def _sharded_path(group, params, grads, sharded: ShardedLayers) -> str:
         """The path of a group with DTensors: the reference path on the DTensors when
         ``foreach=False``; else on the local shards the native kernels' split steps where
-        they can take them (CPU, one dtype), the multi-tensor path
-        elsewhere. ``fused=True``/``"native"`` (CPU shards: the constructor refused the
-        rest) require the native kernels."""
+        they can take them (CPU, one dtype), the multi-tensor path elsewhere.
+        ``fused=True``/``"native"`` (CPU shards: the constructor refused the rest) require
+        the native kernels."""
         if group["foreach"] is False:
             return SINGLE
         native_ok = (

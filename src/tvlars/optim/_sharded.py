@@ -49,9 +49,8 @@ from tvlars.optim._multi_tensor import layer_norms
 NormPairs = Callable[[Sequence[Tensor], Sequence[Tensor], torch.dtype], tuple[Tensor, Tensor]]
 
 
-# No functools caches below: dynamo warns about each cached function it traces, should
-# this code that runs at every step ever be traced again (LayerwiseOptimizer.step is kept
-# out of torch.compile).
+# No functools caches below: dynamo warns about each cached function it traces (the step
+# that runs this code is kept out of torch.compile today, but need not always be).
 _DTENSOR: list[type | None] = []  # [DTensor or None] once looked up
 
 
