@@ -15,14 +15,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-DEFAULT_EPOCHS = 100.0
-# steps_per_epoch(50_000, 512): CIFAR-10's training set at one of the paper's batch sizes.
-DEFAULT_STEPS_PER_EPOCH = 97
-# The paper warms up for 20 and delays phi by 10 of its 100 epochs; kept as fractions so that
-# a run given only --total-steps gets the same shape.
-DEFAULT_WARMUP_FRACTION = 0.2
-DEFAULT_DELAY_FRACTION = 0.1
-DEFAULT_LAMBDAS = (1e-4, 1e-5, 1e-3, 1e-2)
+from tvlars.schedule_plot import (
+    DEFAULT_DELAY_FRACTION,
+    DEFAULT_EPOCHS,
+    DEFAULT_LAMBDAS,
+    DEFAULT_STEPS_PER_EPOCH,
+    DEFAULT_WARMUP_FRACTION,
+)
 
 
 def _positive_int(text: str) -> int:
@@ -203,7 +202,20 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is None:
         _print_table(total, warmup, delay, args.steps_per_epoch, wa, nowa, phis)
         return 0
-    _plot(args, total, warmup, delay, wa, nowa, phis)
+    from tvlars.schedule_plot import plot_schedules
+
+    plot_schedules(
+        args.plot,
+        total_steps=total,
+        steps_per_epoch=args.steps_per_epoch,
+        warmup_steps=warmup,
+        delay_steps=delay,
+        lmbdas=args.lmbda,
+        alpha=args.alpha,
+        floor=args.floor,
+        power=args.power,
+        final_ratio=args.final_ratio,
+    )
     print(f"wrote {args.plot}")
     return 0
 
@@ -235,82 +247,3 @@ def _print_table(total, warmup, delay, spe, wa, nowa, phis) -> None:
             f"{', '.join(landmarks[step]):<20} {step:>8} {step / spe:>8.4g} "
             + " ".join(f"{v:>{width}.4g}" for v in values)
         )
-
-
-def _plot(args, total, warmup, delay, wa, nowa, phis) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    spe = args.steps_per_epoch
-    # Enough points for smooth curves without evaluating every step of a long run; the
-    # warm-up end and the delay are added so that the corners are drawn where they are.
-    linear_steps = np.union1d(
-        np.linspace(0, total, min(total + 1, 2001)).round().astype(int),
-        [s for s in (warmup, delay) if s <= total],
-    )
-
-    fig, (ax_compare, ax_lambdas) = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
-
-    first_lmbda, first_phi = next(iter(phis.items()))
-    ax_compare.plot(
-        linear_steps, [wa(s) for s in linear_steps], label="WA: warm-up + cosine (Eq. 4)"
-    )
-    ax_compare.plot(
-        linear_steps,
-        [nowa(s) for s in linear_steps],
-        label=f"NOWA: polynomial, power {args.power:g}",
-    )
-    ax_compare.plot(
-        linear_steps,
-        [first_phi(s) for s in linear_steps],
-        label=f"TVLARS φ(t), λ={first_lmbda:g} (Eq. 8)",
-    )
-    if warmup > 0:
-        ax_compare.axvline(warmup, color="0.5", linestyle=":", label=f"warm-up end ({warmup})")
-    ax_compare.axvline(delay, color="0.5", linestyle="--", label=f"φ delay d ({delay})")
-    ax_compare.set(
-        title="LR schedules: WA vs NOWA vs TVLARS",
-        xlabel="step",
-        ylabel="LR multiplier",
-        xlim=(0, total),
-        ylim=(0, None),
-    )
-    ax_compare.secondary_xaxis("top", functions=(lambda s: s / spe, lambda e: e * spe)).set_xlabel(
-        f"epoch ({spe} steps each)"
-    )
-    ax_compare.grid(alpha=0.3)
-    ax_compare.legend(fontsize="small")
-
-    positive = [lmbda for lmbda in phis if lmbda > 0]
-    # phi decays over about 1/lambda steps, so with lambdas a decade or more apart the fast
-    # decays would be squeezed against the left edge of a linear step axis.
-    log_steps = len(positive) >= 2 and max(positive) / min(positive) >= 10 and total >= 10
-    if log_steps:
-        steps = np.unique(np.geomspace(1, total, 800).round().astype(int))
-    else:
-        steps = linear_steps
-    for lmbda, phi in sorted(phis.items(), reverse=True):
-        ax_lambdas.plot(steps, [phi(s) for s in steps], label=f"λ={lmbda:g}")
-    if 0 < delay <= total or (delay == 0 and not log_steps):
-        ax_lambdas.axvline(delay, color="0.5", linestyle="--", label=f"delay d ({delay})")
-    if log_steps:
-        ax_lambdas.set_xscale("log")
-    ax_lambdas.set(
-        title=f"TVLARS φ(t) for several λ (α={args.alpha:g}, floor {args.floor:g})",
-        xlabel="step (log scale)" if log_steps else "step",
-        ylabel="LR multiplier φ(t)",
-        xlim=(steps[0], total),
-        ylim=(0, None),
-    )
-    ax_lambdas.grid(alpha=0.3, which="both" if log_steps else "major")
-    ax_lambdas.legend(fontsize="small")
-
-    fig.suptitle(
-        f"{total} steps ({total / spe:.4g} epochs), warm-up {warmup} steps, φ delay {delay} steps"
-    )
-    args.plot.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.plot, dpi=120)
-    plt.close(fig)

@@ -75,14 +75,6 @@ def barlow_twins_available() -> bool:
     return True
 
 
-def pretrain_config(cell: Cell, **overrides):
-    """The :class:`~tvlars.pretrain.PretrainConfig` of a Barlow Twins cell: its run config
-    plus its pre-training settings (``pretrain_epochs``, ``eval_epochs``, ...)."""
-    from tvlars.pretrain import PretrainConfig
-
-    return PretrainConfig(**{**dataclasses.asdict(cell.config), **cell.pretrain, **overrides})
-
-
 def execute_cell(task: CellTask) -> CellResult:
     """Run one cell to its end; record a failure in ``error.txt`` instead of raising.
 
@@ -137,7 +129,7 @@ def run_cell(cell: Cell, folder: Path, threads: int | None) -> dict[str, Any]:
         from tvlars.pretrain import pretrain
 
         return pretrain(
-            pretrain_config(cell, out=str(folder), threads=threads), progress=False, log=log
+            cell.pretrain_config(out=str(folder), threads=threads), progress=False, log=log
         )
 
 

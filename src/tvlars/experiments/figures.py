@@ -1,7 +1,8 @@
 """The report's figures, each drawn only when the sweep has the runs it needs.
 
-- Figures 1 and 5: the schedules (WA, NOWA, phi) and phi for several lambdas, drawn by
-  ``tvlars schedule --plot`` at the sweep's own steps per epoch and epochs.
+- Figures 1 and 5: the schedules (WA, NOWA, phi) and phi for several lambdas
+  (:func:`tvlars.schedule_plot.plot_schedules`) at the sweep's own steps per epoch and
+  epochs.
 - Figure 2: test accuracy per epoch with and without warm-up, one panel per batch size.
 - Figure 3: LWN, LGN, LNR per layer and test loss, WA-LARS and NOWA-LARS at the largest
   batch size (from the runs' telemetry).
@@ -14,8 +15,6 @@ Each function returns the paths it wrote (empty when the runs are missing).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import warnings
 from collections import defaultdict
@@ -89,17 +88,15 @@ def schedules(runs: list[Run], out: Path) -> list[Path]:
     total = first.steps_per_epoch * first.epochs
     after_delay = max(1.0, total * 0.9)
     extra = [k / after_delay for k in (1.0, 10.0)]
-    path = out / "fig1_5_schedules.png"
-    from tvlars.cli import main
+    from tvlars.schedule_plot import plot_schedules
+    from tvlars.schedules import epochs_to_steps
 
-    argv = [
-        "schedule", "--plot", str(path),
-        "--steps-per-epoch", str(first.steps_per_epoch),
-        "--epochs", str(first.epochs),
-        "--lmbda", *[f"{x:g}" for x in lambdas + extra],
-    ]  # fmt: skip
-    with contextlib.redirect_stdout(io.StringIO()):
-        main(argv)
+    path = plot_schedules(
+        out / "fig1_5_schedules.png",
+        total_steps=epochs_to_steps(first.epochs, first.steps_per_epoch),
+        steps_per_epoch=first.steps_per_epoch,
+        lmbdas=lambdas + extra,
+    )
     return [path]
 
 

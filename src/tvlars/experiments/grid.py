@@ -129,9 +129,7 @@ class Cell:
         if self.task == "classification":
             return self.config.run_id()
         try:
-            from tvlars.experiments.cell_run import pretrain_config
-
-            return "bt-" + pretrain_config(self).run_id()
+            return "bt-" + self.pretrain_config().run_id()
         except ImportError:  # Barlow Twins not installed: a stable id all the same
             pass
         text = json.dumps(
@@ -140,6 +138,13 @@ class Cell:
             default=str,
         )
         return "bt-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def pretrain_config(self, **overrides: Any):
+        """The :class:`~tvlars.pretrain.PretrainConfig` of a Barlow Twins cell: its run config
+        plus its pre-training settings (``pretrain_epochs``, ``eval_epochs``, ...)."""
+        from tvlars.pretrain import PretrainConfig
+
+        return PretrainConfig(**{**dataclasses.asdict(self.config), **self.pretrain, **overrides})
 
     def describe(self) -> dict[str, Any]:
         """The cell's coordinates on the grid's axes (what cell.json records)."""
