@@ -71,9 +71,7 @@ def test_no_module_imports_a_layer_above_its_own():
         f"{module} imports {dep}"
         for module, deps in import_graph().items()
         for dep in deps
-        if layer(module) is not None
-        and layer(dep) is not None
-        and layer(dep) > layer(module)
+        if layer(module) is not None and layer(dep) is not None and layer(dep) > layer(module)
     ]
     assert upward == []
 
