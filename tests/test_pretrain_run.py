@@ -127,7 +127,7 @@ def test_a_run_killed_in_linear_evaluation_redoes_only_that_stage(tmp_path, monk
     def no_more_pretraining(*args, **kwargs):
         raise AssertionError("pre-training ran again")
 
-    monkeypatch.setattr(pretrain_loop, "_pretrain_epoch", no_more_pretraining)
+    monkeypatch.setattr(pretrain_loop.BarlowTwinsTask, "micro_batch_loss", no_more_pretraining)
     resumed = pretrain(tiny(tmp_path / "killed"), **quiet)
     assert without_times(resumed) == without_times(reference)
 
@@ -233,3 +233,25 @@ def test_divergence_is_a_result_with_its_own_exit_status(tmp_path, capsys):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["diverged"] is True and summary["diverged_epoch"] == 1
     assert summary["linear_acc"] != summary["linear_acc"]  # NaN: no probe on a NaN backbone
+
+
+def test_a_run_killed_after_diverging_resumes_as_diverged_without_training(tmp_path, monkeypatch):
+    from tvlars.train.run_folder import RunFolder
+
+    config = tiny(tmp_path, optimizer="sgd", lr=1e30, schedule="none", epochs=3)
+    original_write_json = RunFolder.write_json
+
+    def killed_before_summary(self, path, values):
+        if path == self.summary:
+            raise KeyboardInterrupt("killed")
+        original_write_json(self, path, values)
+
+    quiet = dict(progress=False, log=lambda message: None)
+    monkeypatch.setattr(RunFolder, "write_json", killed_before_summary)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(config, **quiet)
+    epochs_before = len(metric_rows(tmp_path))
+    monkeypatch.setattr(RunFolder, "write_json", original_write_json)
+    summary = pretrain(config, **quiet)
+    assert summary["diverged"] and summary["diverged_epoch"] == epochs_before == 1
+    assert len(metric_rows(tmp_path)) == epochs_before
