@@ -31,24 +31,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from _machine import synchronize
-from step_time import (
+from _contenders import (
     BASELINE,
     FLOOR,
     Contender,
+    floor_contenders,
+    peer_contenders,
+    torch_contenders,
+    tvlars_contenders,
+)
+from _machine import synchronize
+from _timing import (
     OtherLoad,
     Summary,
     emit,
-    floor_contenders,
     heading,
     other_load_line,
     paired_ratio,
-    peer_contenders,
     render_table,
     source_revision,
     summarize,
-    torch_contenders,
-    tvlars_contenders,
 )
 from torch import nn
 from torch.nn import functional

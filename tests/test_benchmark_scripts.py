@@ -88,16 +88,17 @@ def test_kernel_ab_refuses_a_revision_with_another_calling_convention():
 
 def test_step_time_names_the_path_that_finishes_a_run_first_compilation_included(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    import step_time
+    import _compile_time
+    import _timing
 
     def summary(ms: float):
-        return step_time.Summary([ms], ms, ms, ms, ms)
+        return _timing.Summary([ms], ms, ms, ms, ms)
 
     summaries = {"LARS foreach": summary(30.0), "LARS compiled": summary(20.0)}
     # Compiled saves 10 ms a step and costs 15 s to build: foreach wins 1,000 steps
     # (30 s against 35 s), compiled wins 10,000 (215 s against 300 s).
-    timings = [step_time.CompileTiming("LARS compiled", 15.1, 15.0, 4.1, 4.0)]
-    (line,) = step_time.run_length_lines(timings, summaries, "foreach")
+    timings = [_compile_time.CompileTiming("LARS compiled", 15.1, 15.0, 4.1, 4.0)]
+    (line,) = _compile_time.run_length_lines(timings, summaries, "foreach")
     assert "1,000 steps: foreach (foreach 30.0 s, compiled 35.0 s)" in line
     assert "10,000 steps: compiled (foreach 300.0 s, compiled 215.0 s)" in line
     assert line.endswith("The automatic choice here: foreach.")
