@@ -80,6 +80,28 @@ def test_warmup_cosine_never_increases_after_warmup(step):
     )
 
 
+# Every boundary of warmup_cosine with total = 10, warmup = 4, peak = 2, final = 0.5. Past
+# the warm-up, q = (1 + cos(pi * (t - 4) / 6)) / 2: at t = 5, cos(pi/6) = sqrt(3)/2 gives
+# q = (2 + sqrt(3)) / 4; at t = 9, cos(5 pi/6) = -sqrt(3)/2 gives q = (2 - sqrt(3)) / 4.
+Q5, Q9 = (2 + math.sqrt(3)) / 4, (2 - math.sqrt(3)) / 4
+WARMUP_COSINE_BOUNDARIES = [
+    (0, 0.0),  # first step: no learning rate yet
+    (1, 0.5),  # 2 * 1/4
+    (3, 1.5),  # last warm-up step: 2 * 3/4
+    (4, 2.0),  # first cosine step: the peak
+    (5, 2 * Q5 + 0.5 * (1 - Q5)),  # 1.8995...
+    (9, 2 * Q9 + 0.5 * (1 - Q9)),  # last cosine step: 0.6004...
+    (10, 0.5),  # total: final
+    (11, 0.5),  # beyond total: final held
+]
+
+
+@pytest.mark.parametrize(("step", "expected"), WARMUP_COSINE_BOUNDARIES)
+def test_warmup_cosine_at_every_boundary_matches_hand_computed_values(step, expected):
+    value = warmup_cosine(step, total=10, warmup=4, peak=2.0, final=0.5)
+    assert value == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
 # polynomial (NOWA)
 
 
@@ -96,6 +118,20 @@ def test_polynomial_follows_its_power():
 def test_polynomial_reaches_final_at_total_and_holds_it():
     assert polynomial(100, total=100, peak=2.0, final=0.5) == 0.5
     assert polynomial(10**9, total=100, peak=2.0, final=0.5) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (0, 2.0),  # peak
+        (1, 1.5 * (3 / 4) ** 2 + 0.5),  # 1.34375
+        (3, 1.5 * (1 / 4) ** 2 + 0.5),  # last step before total: 0.59375
+        (4, 0.5),  # total: final
+        (5, 0.5),  # beyond total: final held
+    ],
+)
+def test_polynomial_at_every_boundary_matches_hand_computed_values(step, expected):
+    assert polynomial(step, total=4, peak=2.0, final=0.5, power=2.0) == expected
 
 
 @pytest.mark.parametrize(
@@ -127,6 +163,22 @@ def test_tv_sigmoid_matches_equation_8():
 @given(lmbda=lambdas, first=steps, gap=st.integers(min_value=1, max_value=10**6))
 def test_tv_sigmoid_never_increases_with_the_step(lmbda, first, gap):
     assert tv_sigmoid(first + gap, lmbda, delay=100) <= tv_sigmoid(first, lmbda, delay=100)
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (0, 1 / (1 + 2**-10) + 0.01),  # ten steps before the delay: exp(-10 ln 2)
+        (9, 1 / (1 + 0.5) + 0.01),  # the step before the delay: 2/3 + floor
+        (10, 1 / (1 + 1) + 0.01),  # the delay: 1/2 + floor
+        (11, 1 / (1 + 2) + 0.01),  # the step after: 1/3 + floor
+        (10 + 1100, 0.01),  # far beyond: exp(1100 ln 2) overflows, exactly the floor
+    ],
+)
+def test_tv_sigmoid_around_its_delay_matches_hand_computed_values(step, expected):
+    # lambda = ln 2 makes exp(lambda * (t - delay)) a power of two.
+    value = tv_sigmoid(step, lmbda=math.log(2), alpha=1.0, delay=10, floor=0.01)
+    assert value == pytest.approx(expected, rel=1e-12)
 
 
 def test_tv_sigmoid_strictly_decreases_while_representable():
@@ -210,6 +262,36 @@ def test_epochs_to_steps_rejects_bad_arguments_by_name(epochs, per_epoch, named)
 def test_wa_schedule_warms_up_to_one_then_decays_to_final_ratio():
     wa = wa_schedule(total_steps=1000, warmup_steps=200)
     assert (wa(0), wa(200), wa(1000)) == (0.0, 1.0, 1e-3)
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (0, 0.0),
+        (3, 0.75),  # last warm-up step
+        (4, 1.0),  # first cosine step
+        (5, Q5 + 1e-3 * (1 - Q5)),
+        (9, Q9 + 1e-3 * (1 - Q9)),  # last cosine step
+        (10, 1e-3),  # total
+        (11, 1e-3),  # beyond total
+    ],
+)
+def test_wa_schedule_at_every_boundary_matches_hand_computed_values(step, expected):
+    assert wa_schedule(total_steps=10, warmup_steps=4)(step) == pytest.approx(
+        expected, rel=1e-12, abs=1e-15
+    )
+
+
+def test_wa_schedule_without_warmup_starts_at_one():
+    wa = wa_schedule(total_steps=10, warmup_steps=0)
+    assert (wa(0), wa(10), wa(11)) == (1.0, 1e-3, 1e-3)
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"), [(0, 1.0), (1, 0.5625), (3, 0.0625), (4, 0.0), (5, 0.0)]
+)
+def test_nowa_schedule_at_every_boundary_matches_hand_computed_values(step, expected):
+    assert nowa_schedule(total_steps=4)(step) == expected
 
 
 def test_nowa_schedule_starts_at_one_and_decays_polynomially_to_zero():
