@@ -3,7 +3,6 @@ divergence, run folders."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 
@@ -11,6 +10,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from processes import free_port, join_as_torchrun_rank
+from resume import (
+    RESUMED_METHODS,
+    assert_resumed_mid_warmup,
+    assert_resumed_run_equals_whole_run,
+    checkpoint_weights,
+    kill_and_resume,
+    metric_rows,
+)
 
 from tvlars.cli import main
 from tvlars.data import DeviceBatches
@@ -42,18 +49,6 @@ def tiny(out, **overrides) -> RunConfig:
     return RunConfig(**values)
 
 
-def metric_rows(folder) -> list[dict[str, str]]:
-    with open(folder / "metrics.csv") as file:
-        rows = list(csv.DictReader(file))
-    for row in rows:
-        row.pop("seconds")  # wall time is the one column a resumed run may not repeat
-    return rows
-
-
-def final_weights(folder) -> dict[str, torch.Tensor]:
-    return torch.load(folder / "checkpoint.pt", weights_only=True)["model"]
-
-
 def test_a_tiny_run_learns_and_writes_its_run_folder(tmp_path):
     summary = train(tiny(tmp_path, model="mnist1d-resnet", epochs=4), progress=False)
     assert summary["final_test_acc"] > 30  # ten classes: chance is 10%
@@ -79,29 +74,20 @@ def test_summary_and_config_record_the_excluded_lr_scale(tmp_path):
     assert config["config"]["excluded_lr_scale"] == 1e-3
 
 
-def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, monkeypatch):
-    train(tiny(tmp_path / "whole"), progress=False)
-
-    original_epoch = DeviceBatches.epoch
-
-    def killed_in_second_epoch(self, epoch, start=0):
-        for index, batch in enumerate(original_epoch(self, epoch, start)):
-            if epoch == 1 and index == 3:
-                raise KeyboardInterrupt("killed")
-            yield batch
-
-    monkeypatch.setattr(DeviceBatches, "epoch", killed_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny(tmp_path / "killed"), progress=False)
-    assert not (tmp_path / "killed" / "summary.json").exists()
-    monkeypatch.setattr(DeviceBatches, "epoch", original_epoch)
-    train(tiny(tmp_path / "killed"), progress=False)
-
-    assert metric_rows(tmp_path / "whole") == metric_rows(tmp_path / "killed")
-    whole, resumed = final_weights(tmp_path / "whole"), final_weights(tmp_path / "killed")
-    assert all(torch.equal(whole[name], resumed[name]) for name in whole)
-    layers_whole = (tmp_path / "whole" / "layers.csv").read_text()
-    assert layers_whole == (tmp_path / "killed" / "layers.csv").read_text()
+@pytest.mark.parametrize("method", RESUMED_METHODS)
+def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, monkeypatch, method):
+    settings = RESUMED_METHODS[method]
+    train(tiny(tmp_path / "whole", **settings), progress=False)
+    _, resumed_at = kill_and_resume(
+        lambda folder: train(tiny(folder, **settings), progress=False),
+        tmp_path / "killed",
+        monkeypatch,
+        kill_epoch=1,
+        kill_batch=3,
+    )
+    assert_resumed_run_equals_whole_run(tmp_path / "whole", tmp_path / "killed")
+    if settings["schedule"] == "warmup-cosine":
+        assert_resumed_mid_warmup(tmp_path / "killed", resumed_at)
 
 
 def test_a_finished_folder_is_reported_not_retrained(tmp_path, capsys):
@@ -132,7 +118,10 @@ def test_a_folder_of_another_run_is_refused(tmp_path, monkeypatch):
 def test_gradient_accumulation_equals_the_large_batch_without_batch_norm(tmp_path):
     train(tiny(tmp_path / "large", epochs=1, schedule="none"), progress=False)
     train(tiny(tmp_path / "accumulated", epochs=1, schedule="none", micro_batch=32), progress=False)
-    large, accumulated = final_weights(tmp_path / "large"), final_weights(tmp_path / "accumulated")
+    large, accumulated = (
+        checkpoint_weights(tmp_path / "large"),
+        checkpoint_weights(tmp_path / "accumulated"),
+    )
     for name in large:
         torch.testing.assert_close(accumulated[name], large[name], rtol=1e-4, atol=1e-6)
 
@@ -205,7 +194,10 @@ def test_two_gloo_processes_reach_the_one_process_weights(tmp_path):
     mp.start_processes(
         _worker, args=(free_port(), two, cache), nprocs=2, join=True, start_method="spawn"
     )
-    one_process, two_processes = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
+    one_process, two_processes = (
+        checkpoint_weights(tmp_path / "one"),
+        checkpoint_weights(tmp_path / "two"),
+    )
     for name in one_process:
         torch.testing.assert_close(two_processes[name], one_process[name], rtol=1e-4, atol=1e-6)
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["world_size"] == 2
