@@ -18,10 +18,13 @@ from resume import (
     kill_and_resume,
     metric_rows,
 )
+from torch import nn
 
 from tvlars.cli import main
 from tvlars.data import DeviceBatches
+from tvlars.models import build_model
 from tvlars.train import RunConfig, train
+from tvlars.train import loop as train_loop
 from tvlars.train.loop import EXIT_DIVERGED
 
 
@@ -88,6 +91,19 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, monkeypa
     assert_resumed_run_equals_whole_run(tmp_path / "whole", tmp_path / "killed")
     if settings["schedule"] == "warmup-cosine":
         assert_resumed_mid_warmup(tmp_path / "killed", resumed_at)
+
+
+def test_the_lr_column_follows_the_warmup_to_its_last_step_then_the_cosine(tmp_path):
+    train(
+        tiny(tmp_path, optimizer="lars", schedule="warmup-cosine", warmup_epochs=2), progress=False
+    )
+    plan = json.loads((tmp_path / "config.json").read_text())["plan"]
+    assert (plan["steps_per_epoch"], plan["warmup_steps"], plan["total_steps"]) == (6, 12, 18)
+    # Each row's LR is that of its epoch's last step: 5 and 11 (the last of the warm-up)
+    # rise by 1/12 a step; step 17 is 5/6 of the way down the cosine from 1 to 1e-3.
+    q = (2 - 3**0.5) / 4  # (1 + cos(5 pi / 6)) / 2
+    lrs = [float(row["lr"]) for row in metric_rows(tmp_path)]
+    assert lrs == pytest.approx([5 / 12, 11 / 12, q + 1e-3 * (1 - q)], rel=1e-6)
 
 
 def test_a_finished_folder_is_reported_not_retrained(tmp_path, capsys):
@@ -263,12 +279,55 @@ def test_a_wrong_data_folder_names_the_files_it_expected(tmp_path):
         )
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_mixed_precision_runs_train_and_record_their_precision(tmp_path, precision):
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def build_model_watched(seen: dict[str, set], logit_grads: list[float]):
+    """build_model, with hooks that record the dtype of every conv and linear layer's output
+    (in training and in evaluation) and the largest gradient reaching the logits."""
+
+    def build(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        for module in model.modules():
+            if isinstance(module, (nn.Conv1d, nn.Linear)):
+                module.register_forward_hook(record_output)
+        return model
+
+    def record_output(module, inputs, output):
+        seen["train" if module.training else "eval"].add(output.dtype)
+        if module.training and output.requires_grad and output.shape[-1] == 10:
+            output.register_hook(lambda grad: logit_grads.append(grad.abs().max().item()))
+
+    return build
+
+
+@pytest.mark.parametrize("precision", PRECISION_DTYPES)
+def test_layers_compute_in_the_precision_asked_for_in_training_and_evaluation(
+    tmp_path, monkeypatch, precision
+):
+    seen, logit_grads = {"train": set(), "eval": set()}, []
+    monkeypatch.setattr(train_loop, "build_model", build_model_watched(seen, logit_grads))
     summary = train(tiny(tmp_path, epochs=1, precision=precision), progress=False)
+    expected = PRECISION_DTYPES[precision]
+    assert seen == {"train": {expected}, "eval": {expected}}
     assert not summary["diverged"]
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["config"]["precision"] == precision
+
+
+@pytest.mark.parametrize("precision", PRECISION_DTYPES)
+def test_only_fp16_scales_the_loss_with_a_grad_scaler(tmp_path, monkeypatch, precision):
+    seen, logit_grads = {"train": set(), "eval": set()}, []
+    monkeypatch.setattr(train_loop, "build_model", build_model_watched(seen, logit_grads))
+    train(tiny(tmp_path, epochs=1, precision=precision), progress=False)
+    scaler = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["scaler"]
+    # d(mean cross-entropy)/d(logits) = (softmax - one_hot) / batch is at most 1/128 here;
+    # scaled by the GradScaler's 2**16 it is far above 1.
+    largest = max(logit_grads)
+    if precision == "fp16":
+        assert scaler["scale"] >= 1.0 and largest > 1.0
+    else:
+        assert scaler == {} and largest <= 1 / 128
 
 
 def test_a_run_killed_after_diverging_resumes_as_diverged_without_training(tmp_path, monkeypatch):
