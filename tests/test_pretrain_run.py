@@ -64,7 +64,10 @@ def test_a_run_folder_holds_both_stages_and_the_summary_fields(tmp_path):
     ):  # fmt: skip
         assert key in written, key
     assert written["final_test_acc"] == written["linear_acc"] == summary["linear_acc"]
-    assert 10 < written["linear_acc"] <= 100 and written["linear_acc5"] >= written["linear_acc"]
+    # 200 test signals of ten classes: chance is 10% (one standard deviation 2.1 points);
+    # three epochs of each stage reach about 30% with the probe and 35% with k-NN.
+    assert written["linear_acc"] > 20 and written["knn_acc"] > 20
+    assert written["linear_acc5"] >= written["linear_acc"]
     rows = metric_rows(tmp_path)
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]
     # k-NN every 2 epochs and after the last.
@@ -207,8 +210,10 @@ def test_an_image_dataset_pretrains_through_the_image_views(tmp_path):
     summary = pretrain(config, progress=False, log=lambda message: None)
     assert summary["dataset"] == "synthetic" and summary["epochs"] == 1
     assert summary["diverged"] is False
+    # Random images and labels: nothing to learn, so no accuracy to expect; each accuracy
+    # is a share of the 4 test images, so every one of them was scored.
     for key in ("linear_acc", "random_init_linear_acc", "knn_acc"):
-        assert 0 <= summary[key] <= 100, key
+        assert summary[key] in {0.0, 25.0, 50.0, 75.0, 100.0}, key
 
 
 def test_divergence_is_a_result_with_its_own_exit_status(tmp_path, capsys):
