@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from functools import partial
 
 import pytest
 import torch
@@ -102,6 +103,18 @@ def test_warmup_cosine_at_every_boundary_matches_hand_computed_values(step, expe
     assert value == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
+def test_warmup_cosine_defaults_to_peak_one_and_final_zero():
+    assert (warmup_cosine(4, total=10, warmup=4), warmup_cosine(10, total=10, warmup=4)) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    "schedule", [partial(warmup_cosine, total=10, warmup=4), partial(polynomial, total=10)]
+)
+def test_schedules_reject_a_negative_step_by_name(schedule):
+    with pytest.raises(ValueError, match="step must be >= 0, got -1"):
+        schedule(-1)
+
+
 # polynomial (NOWA)
 
 
@@ -140,6 +153,15 @@ def test_polynomial_at_every_boundary_matches_hand_computed_values(step, expecte
 def test_polynomial_rejects_non_positive_total_or_power(total, power, named):
     with pytest.raises(ValueError, match=named):
         polynomial(0, total=total, power=power)
+
+
+def test_polynomial_defaults_to_a_square_from_one_to_zero():
+    assert polynomial(2, total=4) == 0.25
+
+
+def test_polynomial_accepts_one_step_and_a_power_below_one():
+    assert polynomial(1, total=1) == 0.0
+    assert polynomial(1, total=4, power=0.5) == pytest.approx(math.sqrt(3) / 2, rel=1e-15)
 
 
 # tv_sigmoid (Eq. 8)
@@ -208,9 +230,17 @@ def test_tv_sigmoid_rejects_non_positive_alpha(alpha):
         tv_sigmoid(0, 1e-3, alpha=alpha)
 
 
-def test_tv_sigmoid_rejects_negative_lambda():
-    with pytest.raises(ValueError, match="lmbda"):
-        tv_sigmoid(0, -1e-3)
+@pytest.mark.parametrize("lmbda", [-1e-3, math.inf, math.nan])
+def test_tv_sigmoid_rejects_a_negative_or_non_finite_lambda(lmbda):
+    with pytest.raises(ValueError, match="lmbda must be finite and >= 0"):
+        tv_sigmoid(0, lmbda)
+    with pytest.raises(ValueError, match="lmbda must be finite and >= 0"):
+        tv_schedule(lmbda)
+
+
+def test_tv_sigmoid_defaults_to_alpha_one_no_delay_and_no_floor():
+    assert tv_sigmoid(0, lmbda=1.0) == 0.5
+    assert tv_schedule(1.0)(0) == 0.5
 
 
 # epochs and steps
@@ -224,11 +254,24 @@ def test_steps_per_epoch_drops_or_keeps_the_last_partial_batch():
 
 @pytest.mark.parametrize(
     ("num_samples", "batch_size", "named"),
-    [(0, 1, "num_samples"), (10, 0, "batch_size"), (10, 2.5, "batch_size"), (10, 20, "batch_size")],
+    [
+        (0, 1, "num_samples must be a positive integer"),
+        (-1, 1, "num_samples must be a positive integer"),
+        (10.0, 1, "num_samples must be a positive integer"),
+        (10, 0, "batch_size must be a positive integer"),
+        (10, 2.5, "batch_size must be a positive integer"),
+        (10, 20, r"batch_size \(20\) exceeds num_samples \(10\): with drop_last=True an epoch"),
+    ],
 )
 def test_steps_per_epoch_rejects_bad_arguments_by_name(num_samples, batch_size, named):
     with pytest.raises(ValueError, match=named):
         steps_per_epoch(num_samples, batch_size)
+
+
+def test_steps_per_epoch_at_its_smallest_arguments():
+    assert steps_per_epoch(1, 1) == 1
+    assert steps_per_epoch(10, 1) == 10
+    assert steps_per_epoch(10, 10) == 1  # the batch is the whole set: one step
 
 
 def test_epochs_to_steps_multiplies_and_rounds_halves_up():
@@ -247,6 +290,8 @@ def test_epochs_to_steps_is_exact_for_whole_epochs(epochs, per_epoch):
     [
         (-1, 10, "epochs"),
         (math.inf, 10, "epochs"),
+        (True, 10, "epochs"),
+        ("1", 10, "epochs"),
         (1, 0, "steps_per_epoch"),
         (1, 1.5, "steps_per"),
     ],
@@ -294,6 +339,16 @@ def test_nowa_schedule_at_every_boundary_matches_hand_computed_values(step, expe
     assert nowa_schedule(total_steps=4)(step) == expected
 
 
+def test_wa_schedule_may_decay_to_zero_but_not_below():
+    assert wa_schedule(total_steps=10, warmup_steps=4, final_ratio=0.0)(10) == 0.0
+    with pytest.raises(ValueError, match="final_ratio must be >= 0, got -0.1"):
+        wa_schedule(total_steps=10, warmup_steps=4, final_ratio=-0.1)
+
+
+def test_nowa_schedule_passes_its_power_on():
+    assert nowa_schedule(total_steps=4, power=1.0)(1) == 0.75
+
+
 def test_nowa_schedule_starts_at_one_and_decays_polynomially_to_zero():
     nowa = nowa_schedule(total_steps=1000)
     assert (nowa(0), nowa(500), nowa(1000)) == (1.0, 0.25, 0.0)
@@ -334,6 +389,20 @@ def test_schedule_lr_sets_every_group_lr_to_its_base_lr_times_the_factor():
         lrs = [group["lr"] for group in optimizer.param_groups]
         assert lrs == pytest.approx([0.1 * wa(step), 0.4 * wa(step)], abs=1e-15)
         _step(optimizer, scheduler)
+
+
+def test_schedule_lr_rejects_a_schedule_that_is_not_callable():
+    with pytest.raises(TypeError, match="schedule must be callable, got float"):
+        ScheduleLR(_sgd(0.1), 0.5)
+
+
+def test_schedule_lr_created_at_a_later_step_continues_from_it():
+    optimizer = _sgd(0.1)
+    optimizer.param_groups[0]["initial_lr"] = 0.2  # as a loaded optimizer state holds it
+    wa = wa_schedule(total_steps=10, warmup_steps=4)
+    scheduler = ScheduleLR(optimizer, wa, last_epoch=2)
+    assert scheduler.last_epoch == 3
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.2 * wa(3))
 
 
 def test_schedule_lr_fills_a_tensor_lr_in_place():

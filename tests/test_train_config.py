@@ -1,5 +1,6 @@
-"""Specification of :class:`tvlars.train.Plan`: what a run config and the data imply, in
-optimizer steps, against values computed by hand."""
+"""Specification of tvlars.train.config: what a run config and the data imply
+(:class:`Plan`, in optimizer steps) and the defaults and checks of :class:`RunConfig`,
+against values computed by hand."""
 
 from __future__ import annotations
 
@@ -59,7 +60,11 @@ def test_plan_rounds_half_steps_up_as_the_schedule_command_does():
 
 def test_explicit_warmup_and_delay_epochs_override_the_default_shares():
     plan = plan_for(batch_size=1000, epochs=10, warmup_epochs=1, delay_epochs=0.25)
-    assert (plan.steps_per_epoch, plan.warmup_steps, plan.delay_steps) == (50, 50, 13)  # 12.5 rounds up
+    assert (plan.steps_per_epoch, plan.warmup_steps, plan.delay_steps) == (
+        50,
+        50,
+        13,
+    )  # 12.5 rounds up
 
 
 @pytest.mark.parametrize(
