@@ -126,3 +126,127 @@ def test_micro_batch_and_accumulation_split_the_per_process_batch(batch, micro, 
 def test_a_plan_that_cannot_be_made_names_the_setting(settings, num_train, world, message):
     with pytest.raises(ValueError, match=message):
         plan_for(num_train=num_train, world_size=world, epochs=2, **settings)
+
+
+# RunConfig: defaults
+
+
+@pytest.mark.parametrize(
+    ("dataset", "name", "model"),
+    [
+        ("MNIST-1D", "mnist1d", "mnist1d-resnet"),
+        ("CIFAR_10", "cifar10", "resnet18"),
+        ("cifar100", "cifar100", "resnet18"),
+        ("Tiny-ImageNet", "tinyimagenet", "resnet34"),
+        ("synthetic", "synthetic", "resnet18-cifar"),
+    ],
+)
+def test_dataset_names_are_normalized_and_pick_the_papers_model(dataset, name, model):
+    config = RunConfig(dataset=dataset).resolved()
+    assert (config.dataset, config.model) == (name, model)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "schedule", "lr"),
+    [
+        ("tvlars", "none", 2.0),
+        ("lars", "warmup-cosine", 2.0),
+        ("lamb", "warmup-cosine", 1e-2),
+        ("sgd", "warmup-cosine", 0.1),
+        ("adamw", "warmup-cosine", 1e-3),
+    ],
+)
+def test_each_optimizer_gets_its_default_schedule_and_lr(optimizer, schedule, lr):
+    config = RunConfig(optimizer=optimizer).resolved()
+    assert (config.schedule, config.lr) == (schedule, lr)
+
+
+def test_warmup_and_delay_default_to_a_fifth_and_a_tenth_of_the_epochs():
+    config = RunConfig(epochs=30).resolved()
+    assert (config.warmup_epochs, config.delay_epochs) == (6.0, 3.0)
+
+
+def test_given_values_are_kept_over_the_defaults():
+    given = dict(model="mnist1d-cnn", schedule="poly", lr=0.3, warmup_epochs=0, delay_epochs=0)
+    config = RunConfig(optimizer="lars", **given).resolved()
+    assert {key: getattr(config, key) for key in given} == given
+
+
+# RunConfig: checks
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("optimizer", "adam"),
+        ("schedule", "step"),
+        ("preset", "fast"),
+        ("precision", "fp8"),
+        ("lr_scaling", "sqrt"),
+    ],
+)
+def test_an_unknown_choice_is_named_with_the_options(flag, value):
+    message = rf"--{flag.replace('_', '-')} '{value}': choose one of \("
+    with pytest.raises(ValueError, match=message):
+        RunConfig(**{flag: value}).resolved()
+
+
+@pytest.mark.parametrize("flag", ["batch_size", "epochs", "telemetry_every", "micro_batch"])
+def test_counts_must_be_at_least_one(flag):
+    with pytest.raises(ValueError, match=f"--{flag.replace('_', '-')} must be >= 1, got 0"):
+        RunConfig(**{flag: 0}).resolved()
+    assert getattr(RunConfig(**{flag: 1}).resolved(), flag) == 1
+
+
+@pytest.mark.parametrize(
+    "flag",
+    ["lr", "warmup_epochs", "delay_epochs", "excluded_lr_scale", "weight_decay", "lmbda"],
+)
+def test_rates_and_epochs_must_not_be_negative(flag):
+    with pytest.raises(ValueError, match=f"--{flag.replace('_', '-')} must be >= 0"):
+        RunConfig(schedule="none", **{flag: -0.5}).resolved()
+    assert getattr(RunConfig(schedule="none", **{flag: 0}).resolved(), flag) == 0
+
+
+def test_warmup_must_end_before_the_last_epoch_only_with_a_warmup_schedule():
+    with pytest.raises(ValueError, match="--warmup-epochs 10 must be below --epochs 10"):
+        RunConfig(schedule="warmup-cosine", epochs=10, warmup_epochs=10).resolved()
+    assert RunConfig(schedule="warmup-cosine", epochs=10, warmup_epochs=9.5).resolved()
+    assert RunConfig(schedule="poly", epochs=10, warmup_epochs=10).resolved()
+
+
+@pytest.mark.parametrize("decay", [0.0, -1.0])
+def test_tv_decay_must_be_positive(decay):
+    with pytest.raises(ValueError, match="--tv-decay must be > 0"):
+        RunConfig(tv_decay=decay).resolved()
+
+
+# RunConfig: identity and files
+
+
+def test_run_id_is_twelve_hex_digits_of_what_the_run_computes():
+    run_id = RunConfig().run_id()
+    assert len(run_id) == 12 and int(run_id, 16) >= 0
+    assert RunConfig(lr=2.0).run_id() == run_id  # the default, given
+    assert RunConfig(seed=1).run_id() != run_id
+
+
+def test_where_and_how_fast_a_run_goes_is_left_out_of_its_id():
+    moved = RunConfig(out="elsewhere", threads=3, data_dir="data", device="cpu", extra={"a": 1})
+    assert moved.run_id() == RunConfig().run_id()
+    hashed = RunConfig().hashed_items()
+    assert not {"out", "threads", "data_dir", "device", "extra"} & hashed.keys()
+    assert list(hashed) == sorted(hashed) and hashed["lr"] is None
+
+
+def test_from_dict_names_unknown_keys_and_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown configuration keys \['batch', 'lrr'\]"):
+        RunConfig.from_dict({"lrr": 1.0, "batch": 4, "epochs": 2})
+    assert RunConfig.from_dict(RunConfig(epochs=2).to_dict()) == RunConfig(epochs=2)
+
+
+def test_toml_keys_may_use_dashes_or_underscores(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('batch-size = 64\nwarmup_epochs = 2.5\noptimizer = "lamb"\n')
+    config = RunConfig.from_toml(path)
+    assert (config.batch_size, config.warmup_epochs, config.optimizer) == (64, 2.5, "lamb")
