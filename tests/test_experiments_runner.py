@@ -235,7 +235,11 @@ def test_a_barlow_twins_cell_pretrains_and_evaluates_when_pretrain_is_installed(
     outcome = run_sweep([cell], tmp_path, log=quiet)
     assert outcome.counts() == {"finished": 1}, (tmp_path / "runs").glob("*/error.txt")
     summary = json.loads((cell_folder(tmp_path, cell) / "summary.json").read_text())
-    assert summary["task"] == "barlow-twins" and summary["final_test_acc"] > 0
+    assert summary["task"] == "barlow-twins"
+    # The cell's result is the linear probe's accuracy on 200 MNIST-1D test signals: ten
+    # classes, chance is 10% (one standard deviation 2.1 points); one epoch of each stage
+    # reaches 20%.
+    assert summary["final_test_acc"] == summary["linear_acc"] > 15
 
 
 def _torchrun_sweep_worker(rank: int, port: int, grid: str, out: str, cache: str) -> None:

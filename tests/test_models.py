@@ -85,9 +85,14 @@ def test_mnist1d_models_read_signals(name):
     assert shared_model(name).input_kind == "signal"
 
 
-def test_check_input_kind_accepts_a_matching_dataset():
-    check_input_kind("resnet18", "image")
-    check_input_kind("mnist1d-cnn", "signal")
+@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("data_kind", ["image", "signal"])
+def test_check_input_kind_refuses_exactly_the_datasets_of_the_other_kind(name, data_kind):
+    if data_kind == input_kind(name):
+        assert check_input_kind(name, data_kind) is None
+    else:
+        with pytest.raises(ValueError, match=f"reads {input_kind(name)} inputs"):
+            check_input_kind(name, data_kind)
 
 
 def test_check_input_kind_rejects_a_mismatch_naming_the_models_that_would_fit():

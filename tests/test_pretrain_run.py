@@ -3,11 +3,18 @@ accumulation's meaning, the command line."""
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
 import torch
+from resume import (
+    RESUMED_METHODS,
+    assert_resumed_mid_warmup,
+    assert_resumed_run_equals_whole_run,
+    checkpoint_weights,
+    kill_and_resume,
+    metric_rows,
+)
 
 from tvlars.cli import main
 from tvlars.data import DeviceBatches, load_dataset
@@ -42,18 +49,6 @@ def tiny(out, **overrides) -> PretrainConfig:
     return PretrainConfig(**values)
 
 
-def metric_rows(folder) -> list[dict[str, str]]:
-    with open(folder / "metrics.csv") as file:
-        rows = list(csv.DictReader(file))
-    for row in rows:
-        row.pop("seconds")  # wall time is the one column a resumed run may not repeat
-    return rows
-
-
-def checkpoint_weights(folder) -> dict[str, torch.Tensor]:
-    return torch.load(folder / "checkpoint.pt", weights_only=True)["model"]
-
-
 def without_times(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in ("wall_seconds", "images_per_second")}
 
@@ -69,7 +64,10 @@ def test_a_run_folder_holds_both_stages_and_the_summary_fields(tmp_path):
     ):  # fmt: skip
         assert key in written, key
     assert written["final_test_acc"] == written["linear_acc"] == summary["linear_acc"]
-    assert 10 < written["linear_acc"] <= 100 and written["linear_acc5"] >= written["linear_acc"]
+    # 200 test signals of ten classes: chance is 10% (one standard deviation 2.1 points);
+    # three epochs of each stage reach about 30% with the probe and 35% with k-NN.
+    assert written["linear_acc"] > 20 and written["knn_acc"] > 20
+    assert written["linear_acc5"] >= written["linear_acc"]
     rows = metric_rows(tmp_path)
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]
     # k-NN every 2 epochs and after the last.
@@ -84,31 +82,24 @@ def test_tvlars_lambda_defaults_to_the_papers_ssl_value():
     assert PretrainConfig(dataset="cifar10").resolved().projector == "2048-2048-4096"
 
 
+@pytest.mark.parametrize("method", RESUMED_METHODS)
 def test_a_run_killed_while_pretraining_resumes_to_the_same_weights_and_results(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, method
 ):
+    settings = RESUMED_METHODS[method]
     quiet = dict(progress=False, log=lambda message: None)
-    reference = pretrain(tiny(tmp_path / "whole"), **quiet)
-    original_epoch = DeviceBatches.epoch
-
-    def killed_in_second_epoch(self, epoch, start=0):
-        for index, batch in enumerate(original_epoch(self, epoch, start)):
-            if epoch == 1 and index == 1:
-                raise KeyboardInterrupt("killed")
-            yield batch
-
-    monkeypatch.setattr(DeviceBatches, "epoch", killed_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(tiny(tmp_path / "killed"), **quiet)
-    assert not (tmp_path / "killed" / "summary.json").exists()
-    monkeypatch.setattr(DeviceBatches, "epoch", original_epoch)
-    resumed = pretrain(tiny(tmp_path / "killed"), **quiet)
-
-    assert metric_rows(tmp_path / "killed") == metric_rows(tmp_path / "whole")
-    whole, killed = checkpoint_weights(tmp_path / "whole"), checkpoint_weights(tmp_path / "killed")
-    for name in whole:
-        assert torch.equal(whole[name], killed[name]), name
+    reference = pretrain(tiny(tmp_path / "whole", **settings), **quiet)
+    resumed, resumed_at = kill_and_resume(
+        lambda folder: pretrain(tiny(folder, **settings), **quiet),
+        tmp_path / "killed",
+        monkeypatch,
+        kill_epoch=1,
+        kill_batch=1,
+    )
+    assert_resumed_run_equals_whole_run(tmp_path / "whole", tmp_path / "killed")
     assert without_times(resumed) == without_times(reference)
+    if settings["schedule"] == "warmup-cosine":
+        assert_resumed_mid_warmup(tmp_path / "killed", resumed_at)
 
 
 def test_a_run_killed_in_linear_evaluation_redoes_only_that_stage(tmp_path, monkeypatch):
@@ -219,8 +210,10 @@ def test_an_image_dataset_pretrains_through_the_image_views(tmp_path):
     summary = pretrain(config, progress=False, log=lambda message: None)
     assert summary["dataset"] == "synthetic" and summary["epochs"] == 1
     assert summary["diverged"] is False
+    # Random images and labels: nothing to learn, so no accuracy to expect; each accuracy
+    # is a share of the 4 test images, so every one of them was scored.
     for key in ("linear_acc", "random_init_linear_acc", "knn_acc"):
-        assert 0 <= summary[key] <= 100, key
+        assert summary[key] in {0.0, 25.0, 50.0, 75.0, 100.0}, key
 
 
 def test_divergence_is_a_result_with_its_own_exit_status(tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from functools import partial
 
 import pytest
 import torch
@@ -80,6 +81,40 @@ def test_warmup_cosine_never_increases_after_warmup(step):
     )
 
 
+# Every boundary of warmup_cosine with total = 10, warmup = 4, peak = 2, final = 0.5. Past
+# the warm-up, q = (1 + cos(pi * (t - 4) / 6)) / 2: at t = 5, cos(pi/6) = sqrt(3)/2 gives
+# q = (2 + sqrt(3)) / 4; at t = 9, cos(5 pi/6) = -sqrt(3)/2 gives q = (2 - sqrt(3)) / 4.
+Q5, Q9 = (2 + math.sqrt(3)) / 4, (2 - math.sqrt(3)) / 4
+WARMUP_COSINE_BOUNDARIES = [
+    (0, 0.0),  # first step: no learning rate yet
+    (1, 0.5),  # 2 * 1/4
+    (3, 1.5),  # last warm-up step: 2 * 3/4
+    (4, 2.0),  # first cosine step: the peak
+    (5, 2 * Q5 + 0.5 * (1 - Q5)),  # 1.8995...
+    (9, 2 * Q9 + 0.5 * (1 - Q9)),  # last cosine step: 0.6004...
+    (10, 0.5),  # total: final
+    (11, 0.5),  # beyond total: final held
+]
+
+
+@pytest.mark.parametrize(("step", "expected"), WARMUP_COSINE_BOUNDARIES)
+def test_warmup_cosine_at_every_boundary_matches_hand_computed_values(step, expected):
+    value = warmup_cosine(step, total=10, warmup=4, peak=2.0, final=0.5)
+    assert value == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_warmup_cosine_defaults_to_peak_one_and_final_zero():
+    assert (warmup_cosine(4, total=10, warmup=4), warmup_cosine(10, total=10, warmup=4)) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    "schedule", [partial(warmup_cosine, total=10, warmup=4), partial(polynomial, total=10)]
+)
+def test_schedules_reject_a_negative_step_by_name(schedule):
+    with pytest.raises(ValueError, match="step must be >= 0, got -1"):
+        schedule(-1)
+
+
 # polynomial (NOWA)
 
 
@@ -99,11 +134,34 @@ def test_polynomial_reaches_final_at_total_and_holds_it():
 
 
 @pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (0, 2.0),  # peak
+        (1, 1.5 * (3 / 4) ** 2 + 0.5),  # 1.34375
+        (3, 1.5 * (1 / 4) ** 2 + 0.5),  # last step before total: 0.59375
+        (4, 0.5),  # total: final
+        (5, 0.5),  # beyond total: final held
+    ],
+)
+def test_polynomial_at_every_boundary_matches_hand_computed_values(step, expected):
+    assert polynomial(step, total=4, peak=2.0, final=0.5, power=2.0) == expected
+
+
+@pytest.mark.parametrize(
     ("total", "power", "named"), [(0, 2.0, "total"), (10, 0.0, "power"), (10, -1.0, "power")]
 )
 def test_polynomial_rejects_non_positive_total_or_power(total, power, named):
     with pytest.raises(ValueError, match=named):
         polynomial(0, total=total, power=power)
+
+
+def test_polynomial_defaults_to_a_square_from_one_to_zero():
+    assert polynomial(2, total=4) == 0.25
+
+
+def test_polynomial_accepts_one_step_and_a_power_below_one():
+    assert polynomial(1, total=1) == 0.0
+    assert polynomial(1, total=4, power=0.5) == pytest.approx(math.sqrt(3) / 2, rel=1e-15)
 
 
 # tv_sigmoid (Eq. 8)
@@ -127,6 +185,22 @@ def test_tv_sigmoid_matches_equation_8():
 @given(lmbda=lambdas, first=steps, gap=st.integers(min_value=1, max_value=10**6))
 def test_tv_sigmoid_never_increases_with_the_step(lmbda, first, gap):
     assert tv_sigmoid(first + gap, lmbda, delay=100) <= tv_sigmoid(first, lmbda, delay=100)
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (0, 1 / (1 + 2**-10) + 0.01),  # ten steps before the delay: exp(-10 ln 2)
+        (9, 1 / (1 + 0.5) + 0.01),  # the step before the delay: 2/3 + floor
+        (10, 1 / (1 + 1) + 0.01),  # the delay: 1/2 + floor
+        (11, 1 / (1 + 2) + 0.01),  # the step after: 1/3 + floor
+        (10 + 1100, 0.01),  # far beyond: exp(1100 ln 2) overflows, exactly the floor
+    ],
+)
+def test_tv_sigmoid_around_its_delay_matches_hand_computed_values(step, expected):
+    # lambda = ln 2 makes exp(lambda * (t - delay)) a power of two.
+    value = tv_sigmoid(step, lmbda=math.log(2), alpha=1.0, delay=10, floor=0.01)
+    assert value == pytest.approx(expected, rel=1e-12)
 
 
 def test_tv_sigmoid_strictly_decreases_while_representable():
@@ -156,9 +230,17 @@ def test_tv_sigmoid_rejects_non_positive_alpha(alpha):
         tv_sigmoid(0, 1e-3, alpha=alpha)
 
 
-def test_tv_sigmoid_rejects_negative_lambda():
-    with pytest.raises(ValueError, match="lmbda"):
-        tv_sigmoid(0, -1e-3)
+@pytest.mark.parametrize("lmbda", [-1e-3, math.inf, math.nan])
+def test_tv_sigmoid_rejects_a_negative_or_non_finite_lambda(lmbda):
+    with pytest.raises(ValueError, match="lmbda must be finite and >= 0"):
+        tv_sigmoid(0, lmbda)
+    with pytest.raises(ValueError, match="lmbda must be finite and >= 0"):
+        tv_schedule(lmbda)
+
+
+def test_tv_sigmoid_defaults_to_alpha_one_no_delay_and_no_floor():
+    assert tv_sigmoid(0, lmbda=1.0) == 0.5
+    assert tv_schedule(1.0)(0) == 0.5
 
 
 # epochs and steps
@@ -172,11 +254,24 @@ def test_steps_per_epoch_drops_or_keeps_the_last_partial_batch():
 
 @pytest.mark.parametrize(
     ("num_samples", "batch_size", "named"),
-    [(0, 1, "num_samples"), (10, 0, "batch_size"), (10, 2.5, "batch_size"), (10, 20, "batch_size")],
+    [
+        (0, 1, "num_samples must be a positive integer"),
+        (-1, 1, "num_samples must be a positive integer"),
+        (10.0, 1, "num_samples must be a positive integer"),
+        (10, 0, "batch_size must be a positive integer"),
+        (10, 2.5, "batch_size must be a positive integer"),
+        (10, 20, r"batch_size \(20\) exceeds num_samples \(10\): with drop_last=True an epoch"),
+    ],
 )
 def test_steps_per_epoch_rejects_bad_arguments_by_name(num_samples, batch_size, named):
     with pytest.raises(ValueError, match=named):
         steps_per_epoch(num_samples, batch_size)
+
+
+def test_steps_per_epoch_at_its_smallest_arguments():
+    assert steps_per_epoch(1, 1) == 1
+    assert steps_per_epoch(10, 1) == 10
+    assert steps_per_epoch(10, 10) == 1  # the batch is the whole set: one step
 
 
 def test_epochs_to_steps_multiplies_and_rounds_halves_up():
@@ -195,6 +290,8 @@ def test_epochs_to_steps_is_exact_for_whole_epochs(epochs, per_epoch):
     [
         (-1, 10, "epochs"),
         (math.inf, 10, "epochs"),
+        (True, 10, "epochs"),
+        ("1", 10, "epochs"),
         (1, 0, "steps_per_epoch"),
         (1, 1.5, "steps_per"),
     ],
@@ -210,6 +307,46 @@ def test_epochs_to_steps_rejects_bad_arguments_by_name(epochs, per_epoch, named)
 def test_wa_schedule_warms_up_to_one_then_decays_to_final_ratio():
     wa = wa_schedule(total_steps=1000, warmup_steps=200)
     assert (wa(0), wa(200), wa(1000)) == (0.0, 1.0, 1e-3)
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (0, 0.0),
+        (3, 0.75),  # last warm-up step
+        (4, 1.0),  # first cosine step
+        (5, Q5 + 1e-3 * (1 - Q5)),
+        (9, Q9 + 1e-3 * (1 - Q9)),  # last cosine step
+        (10, 1e-3),  # total
+        (11, 1e-3),  # beyond total
+    ],
+)
+def test_wa_schedule_at_every_boundary_matches_hand_computed_values(step, expected):
+    assert wa_schedule(total_steps=10, warmup_steps=4)(step) == pytest.approx(
+        expected, rel=1e-12, abs=1e-15
+    )
+
+
+def test_wa_schedule_without_warmup_starts_at_one():
+    wa = wa_schedule(total_steps=10, warmup_steps=0)
+    assert (wa(0), wa(10), wa(11)) == (1.0, 1e-3, 1e-3)
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"), [(0, 1.0), (1, 0.5625), (3, 0.0625), (4, 0.0), (5, 0.0)]
+)
+def test_nowa_schedule_at_every_boundary_matches_hand_computed_values(step, expected):
+    assert nowa_schedule(total_steps=4)(step) == expected
+
+
+def test_wa_schedule_may_decay_to_zero_but_not_below():
+    assert wa_schedule(total_steps=10, warmup_steps=4, final_ratio=0.0)(10) == 0.0
+    with pytest.raises(ValueError, match="final_ratio must be >= 0, got -0.1"):
+        wa_schedule(total_steps=10, warmup_steps=4, final_ratio=-0.1)
+
+
+def test_nowa_schedule_passes_its_power_on():
+    assert nowa_schedule(total_steps=4, power=1.0)(1) == 0.75
 
 
 def test_nowa_schedule_starts_at_one_and_decays_polynomially_to_zero():
@@ -252,6 +389,20 @@ def test_schedule_lr_sets_every_group_lr_to_its_base_lr_times_the_factor():
         lrs = [group["lr"] for group in optimizer.param_groups]
         assert lrs == pytest.approx([0.1 * wa(step), 0.4 * wa(step)], abs=1e-15)
         _step(optimizer, scheduler)
+
+
+def test_schedule_lr_rejects_a_schedule_that_is_not_callable():
+    with pytest.raises(TypeError, match="schedule must be callable, got float"):
+        ScheduleLR(_sgd(0.1), 0.5)
+
+
+def test_schedule_lr_created_at_a_later_step_continues_from_it():
+    optimizer = _sgd(0.1)
+    optimizer.param_groups[0]["initial_lr"] = 0.2  # as a loaded optimizer state holds it
+    wa = wa_schedule(total_steps=10, warmup_steps=4)
+    scheduler = ScheduleLR(optimizer, wa, last_epoch=2)
+    assert scheduler.last_epoch == 3
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.2 * wa(3))
 
 
 def test_schedule_lr_fills_a_tensor_lr_in_place():

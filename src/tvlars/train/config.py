@@ -17,6 +17,8 @@ from typing import Any
 
 import tomllib
 
+from tvlars.schedules import epochs_to_steps
+
 OPTIMIZERS = ("tvlars", "lars", "lamb", "sgd", "adamw")
 SCHEDULES = ("none", "warmup-cosine", "poly", "tv")
 PRESETS = ("paper", "official")
@@ -198,7 +200,7 @@ class Plan:
                 f"--micro-batch {micro_batch} must divide the per-process batch {per_rank}"
             )
         total = steps_per_epoch * config.epochs
-        delay = round(config.delay_epochs * steps_per_epoch)
+        delay = epochs_to_steps(config.delay_epochs, steps_per_epoch)
         if config.tv_decay is not None:
             # Same K, same shape of phi at every batch size: phi falls over the steps left.
             lmbda = config.tv_decay / max(total - delay, 1)
@@ -211,7 +213,7 @@ class Plan:
         return cls(
             steps_per_epoch=steps_per_epoch,
             total_steps=total,
-            warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+            warmup_steps=epochs_to_steps(config.warmup_epochs, steps_per_epoch),
             delay_steps=delay,
             lmbda=lmbda,
             min_scale=min_scale,
