@@ -50,6 +50,7 @@ from tvlars.pretrain.linear_eval import dataset_features, linear_evaluation
 from tvlars.pretrain.projector import BarlowTwinsNetwork, build_projector
 from tvlars.pretrain.views import TwoViews
 from tvlars.telemetry import LayerRecorder
+from tvlars.telemetry.tensorboard import open_writer
 from tvlars.train import distributed
 from tvlars.train.config import Plan
 from tvlars.train.loop import (
@@ -185,6 +186,11 @@ def _run(
             folder.layers,
             every=config.telemetry_every,
             start_step=start_epoch * plan.steps_per_epoch,
+            tensorboard=(
+                open_writer(folder.path, purge_step=start_epoch * plan.steps_per_epoch)
+                if config.tensorboard
+                else None
+            ),
         )
     log(
         f"Barlow Twins with {config.optimizer} on {config.dataset} with {config.model}, "
@@ -248,6 +254,8 @@ def _run(
     finally:
         if recorder is not None:
             recorder.close()
+            if recorder.tensorboard is not None:
+                recorder.tensorboard.close()
     if rows and not math.isfinite(rows[-1]["train_loss"]):
         diverged_epoch = rows[-1]["epoch"]  # killed after a diverged epoch's checkpoint
 
