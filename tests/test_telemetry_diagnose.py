@@ -293,3 +293,26 @@ def test_a_real_tiny_lars_run_at_lr_5000_is_flagged_before_it_diverges(tmp_path,
     diverged_at = found["non-finite"].steps[0]
     assert found["step-above-weight"].severity == "high"
     assert found["step-above-weight"].values["first_step_over_high"] < diverged_at
+
+
+def test_the_sweep_report_gives_each_run_its_highest_finding(tmp_path):
+    from test_experiments_report import write_run
+
+    from tvlars.experiments.report import write_report
+
+    thrown = write_run(tmp_path, "WA-LARS", 1024, 4.0, 0, 70.0)
+    columns = healthy_columns()
+    columns["fc.weight"]["step_size"][40:] *= 1e4
+    write_layers(thrown, columns)
+    calm = write_layers(write_run(tmp_path, "TVLARS", 1024, 4.0, 0, 80.0), healthy_columns())
+    write_report(tmp_path, figures=False)
+    text = (tmp_path / "report.md").read_text()
+    assert f"`{thrown.name}` WA-LARS B=1024 lr 4 seed 0: high: step-above-weight" in text
+    assert f"`{calm.name}` TVLARS B=1024 lr 4 seed 0: " in text
+
+
+def test_a_real_tiny_tvlars_run_at_the_papers_lambda_has_phi_flat(tmp_path, small_world):
+    tiny_run(tmp_path, optimizer="tvlars", lmbda=1e-4, lr=1.0)
+    finding = rules(diagnose(tmp_path))["phi-flat"]
+    assert finding.values["lambda"] == 1e-4
+    assert finding.values["total_steps"] == 12  # 800 training samples / 128, 2 epochs
