@@ -143,3 +143,18 @@ def test_a_sweep_asking_for_tensorboard_without_the_package_fails_before_any_cel
     with pytest.raises(SystemExit, match=r"tvlars\[tensorboard\]"):
         main(["sweep", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_the_overhead_benchmark_runs_and_prints_its_table():
+    pytest.importorskip("tensorboard")
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "tensorboard_overhead.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--rounds", "1", "--epochs", "1", "--steps-per-epoch",
+         "2", "--batch-size", "16"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "TensorBoard overhead (CPU time): median per-round ratio" in result.stdout

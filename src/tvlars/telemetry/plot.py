@@ -115,8 +115,9 @@ def plot_layers(
         for ax in axes:
             ax.axvspan(first, max(last, first + 0.5), color=colour, alpha=0.07, linewidth=0)
             line = ax.axvline(first, color=colour, linestyle="--", linewidth=1.0)
-            ax.text(first, 0.98, f" {number}", color=colour, fontsize="small", va="top",
-                    transform=ax.get_xaxis_transform())  # fmt: skip
+            # Numbers stacked downwards, so that ranges starting together stay legible.
+            ax.text(first, 0.98 - 0.07 * ((number - 1) % 8), f" {number}", color=colour,
+                    fontsize="small", va="top", transform=ax.get_xaxis_transform())  # fmt: skip
         line.set_label(f"{number}: {label} (from step {first:g})")
         span_handles.append(line)
     if span_handles:
