@@ -103,6 +103,7 @@ def test_a_weight_norm_grown_a_hundredfold_is_high(tmp_path):
     assert finding.severity == "high"
     assert finding.layers == ("conv1.weight",)
     assert finding.values["peak_growth"] > 100
+    assert finding.values["first_step_over_high"] > finding.values["first_step_over_warning"] >= 50
 
 
 def test_a_gradient_norm_collapsing_to_zero_is_a_dead_layer(tmp_path):

@@ -156,21 +156,27 @@ def weight_explosion(run: RunTelemetry) -> list[Finding]:
         over = np.flatnonzero(np.isfinite(growth) & (growth >= GROWTH_WARNING))
         if over.size:
             peak = over[np.argmax(growth[over])]
-            grown[name] = (int(s["step"][over[0]]), float(growth[peak]), int(s["step"][peak]))
+            high = over[growth[over] >= GROWTH_HIGH]
+            grown[name] = (int(s["step"][over[0]]), float(growth[peak]), int(s["step"][peak]),
+                           int(s["step"][high[0]]) if high.size else None)  # fmt: skip
     if not grown:
         return []
     names = sorted(grown, key=lambda n: grown[n][0])
     peak = max(grown[n][1] for n in names)
+    values: dict[str, float | int | str] = {
+        "peak_growth": peak,
+        "first_step_over_warning": min(grown[n][0] for n in names),
+    }
+    high_from = [grown[n][3] for n in names if grown[n][3] is not None]
+    if high_from:
+        values["first_step_over_high"] = min(high_from)
     return [
         Finding(
             rule="weight-explosion",
             severity="high" if peak >= GROWTH_HIGH else "warning",
             layers=tuple(names),
             steps=(min(grown[n][0] for n in names), max(grown[n][2] for n in names)),
-            values={
-                "peak_growth": peak,
-                "first_step_over_warning": min(grown[n][0] for n in names),
-            },
+            values=values,
             summary=(
                 f"the weight norm of {len(names)} layer(s) grows to {peak:.3g} x its first "
                 "value; stable training shrinks LWN gradually (Section IV)"
