@@ -286,14 +286,22 @@ def test_a_real_tiny_lars_run_at_a_sane_lr_has_no_high_finding(tmp_path, small_w
 
 
 def test_a_real_tiny_lars_run_at_lr_5000_is_flagged_before_it_diverges(tmp_path, small_world):
-    summary = tiny_run(tmp_path, lr=5000.0, schedule="none", epochs=8)
+    summary = tiny_run(tmp_path / "run", lr=5000.0, schedule="none", epochs=8)
     assert summary["diverged"]
-    run = load_run(tmp_path)
-    found = rules(diagnose(run))
+    found = rules(diagnose(tmp_path / "run"))
     assert found["non-finite"].severity == "high"
-    diverged_at = found["non-finite"].steps[0]
-    assert found["step-above-weight"].severity == "high"
-    assert found["step-above-weight"].values["first_step_over_high"] < diverged_at
+    diverged_at = found["non-finite"].values["first_non_finite_step"]
+    # The telemetry alone, as it stood before the divergence: rows of earlier steps, the
+    # config the run started with, no metrics.
+    lines = (tmp_path / "run" / "layers.csv").read_text().splitlines(keepends=True)
+    before = [line for line in lines[1:] if int(line.split(",")[0]) < diverged_at]
+    (tmp_path / "before").mkdir()
+    (tmp_path / "before" / "layers.csv").write_text(lines[0] + "".join(before))
+    (tmp_path / "before" / "config.json").write_text((tmp_path / "run" / "config.json").read_text())
+    early = rules(diagnose(tmp_path / "before"))
+    assert "non-finite" not in early
+    assert early["step-above-weight"].severity == "high"
+    assert early["step-above-weight"].values["first_step_over_high"] < diverged_at
 
 
 def test_the_sweep_report_gives_each_run_its_highest_finding(tmp_path):
