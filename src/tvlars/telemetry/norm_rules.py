@@ -54,10 +54,14 @@ def _momentum_gain(run: RunTelemetry) -> float:
     return 1.0
 
 
-def _lr_hint(run: RunTelemetry, factor: float) -> str:
+def _lr_hint(run: RunTelemetry, factor: float | None = None) -> str:
+    """The LR knob; with ``factor``, the LR that scales a finding's number back to its
+    threshold (a ratio linear in the LR)."""
     lr = run.setting("lr")
-    if lr is None or not math.isfinite(factor) or factor <= 0:
+    if lr is None:
         return "a lower LR (--lr)"
+    if factor is None or not math.isfinite(factor) or factor <= 0:
+        return f"a lower LR (--lr, now {lr:g})"
     return f"--lr {lr * factor:.3g} or lower (now {lr:g})"
 
 
@@ -182,7 +186,7 @@ def weight_explosion(run: RunTelemetry) -> list[Finding]:
                 "value; stable training shrinks LWN gradually (Section IV)"
             ),
             suggestion=(
-                f"{_lr_hint(run, 0.1)}, {_warmup_hint(run)}, or more weight decay (--weight-decay)"
+                f"{_lr_hint(run)}, {_warmup_hint(run)}, or more weight decay (--weight-decay)"
             ),
         )
     ]
@@ -220,7 +224,7 @@ def non_finite(run: RunTelemetry) -> list[Finding]:
                 f"the run diverged: NaN/inf from step {step}; the first layers to go wrong "
                 f"before it: {', '.join(leaders[:_SHOWN]) or 'none seen'}"
             ),
-            suggestion=f"{_lr_hint(run, 0.1)}, or {_warmup_hint(run)}",
+            suggestion=f"{_lr_hint(run)}, or {_warmup_hint(run)}",
         )
     ]
 
@@ -280,7 +284,7 @@ def dead_layer(run: RunTelemetry) -> list[Finding]:
             ),
             suggestion=(
                 "--excluded-lr-scale below 1 (batch-norm scales at the full LR can switch a "
-                f"layer's output off), or {_lr_hint(run, 0.5)}"
+                f"layer's output off), or {_lr_hint(run)}"
             ),
         )
     ]
@@ -317,7 +321,7 @@ def early_lnr(run: RunTelemetry) -> list[Finding]:
             spikes,
             "above",
             f"the early per-layer rate LR x LNR is high: {_warmup_hint(run)} or "
-            f"{_lr_hint(run, 0.5)} bounds it (Section IV, observation 3)",
+            f"{_lr_hint(run)} bounds it (Section IV, observation 3)",
         ),
         (
             "early-lnr-collapse",
