@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "tvlars.commands.train",
     "tvlars.commands.sweep",
     "tvlars.commands.report",
+    "tvlars.commands.diagnose",
 )
 
 

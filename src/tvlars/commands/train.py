@@ -39,6 +39,7 @@ HELP = {
     "device": "auto (default), cpu or cuda",
     "compile": "torch.compile the model",
     "telemetry_every": "record per-layer norms every N steps into layers.csv",
+    "tensorboard": 'TensorBoard event files in the run folder (pip install "tvlars[tensorboard]")',
     "out": "run folder (default: runs/<run id>)",
 }
 

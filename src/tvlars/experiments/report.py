@@ -115,6 +115,8 @@ def write_report(sweep_dir: str | Path, *, figures: bool = True) -> Report:
     lines += ["", table, ""]
     lines += ["## Epochs to 95% of each run's best test accuracy", ""]
     lines += [convergence_markdown(convergence) or "(no finished runs)", ""]
+    lines += ["## Per-layer norms: the highest finding of `tvlars diagnose` per run", ""]
+    lines += _diagnosis_digests(runs) + [""]
     lines += ["## Figures", ""]
     lines += [f"![{p.stem}]({p.name})" for p in drawn] or ["(none: the sweep lacks their runs)"]
     if figure_errors:
@@ -162,6 +164,26 @@ def _overview(runs, info) -> list[str]:
     for r in failed[:10]:
         lines.append(f"- failed: `{r.run_id}` {r.method} B={r.batch_size} lr {r.lr:g}: {r.error}")
     return lines
+
+
+def _diagnosis_digests(runs) -> list[str]:
+    """One line per run with telemetry: its highest finding (``tvlars diagnose RUN`` gives
+    them all)."""
+    from tvlars.telemetry import DiagnoseInputError, diagnose
+    from tvlars.telemetry.diagnosis import digest
+
+    lines = []
+    for r in runs:
+        if not (r.folder / "layers.csv").exists():
+            continue
+        try:
+            text = digest(diagnose(r.folder))
+        except DiagnoseInputError as error:
+            text = f"unreadable: {error}"
+        lines.append(
+            f"- `{r.run_id}` {r.method} B={r.batch_size} lr {r.lr:g} seed {r.seed}: {text}"
+        )
+    return lines or ["(no run has layers.csv)"]
 
 
 def _claims(claims) -> list[str]:

@@ -5,7 +5,8 @@ III, Figure 3) follows the layer weight norm LWN ``||w||``, the layer gradient n
 ``||grad||`` and their ratio LNR ``||w|| / ||grad||``. :class:`LayerRecorder` records
 these, the trust ratio applied and the effective step size, for the steps of any
 ``torch.optim.Optimizer``, without synchronizing the device on the step path;
-:func:`read_layers` reads the CSV back and :func:`plot_layers` draws Figure 3's panels.
+:func:`read_layers` reads the CSV back and :func:`plot_layers` draws Figure 3's panels;
+:func:`diagnose` reads a run's norms into findings (``tvlars diagnose``).
 
 Example::
 
@@ -16,6 +17,7 @@ Example::
     plot_layers("run/layers.csv", "run/layers.png")
 """
 
+from tvlars.telemetry.diagnosis import DiagnoseInputError, Finding, diagnose
 from tvlars.telemetry.layers_file import COLUMNS, VALUE_COLUMNS, read_layers, split_by_layer
 from tvlars.telemetry.plot import plot_layers
 from tvlars.telemetry.recorder import LayerRecorder
@@ -23,7 +25,10 @@ from tvlars.telemetry.recorder import LayerRecorder
 __all__ = [
     "COLUMNS",
     "VALUE_COLUMNS",
+    "DiagnoseInputError",
+    "Finding",
     "LayerRecorder",
+    "diagnose",
     "plot_layers",
     "read_layers",
     "split_by_layer",

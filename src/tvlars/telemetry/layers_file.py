@@ -9,6 +9,7 @@ round-trips), ``inf`` and ``nan`` as such. :func:`read_layers` reads it back.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Mapping
 
@@ -27,27 +28,44 @@ def csv_field(text: str) -> str:
     return text
 
 
-def read_layers(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def read_layers(
+    path: str | os.PathLike[str], *, complete_lines_only: bool = False
+) -> dict[str, np.ndarray]:
     """Read a file written by :class:`LayerRecorder`.
 
     Returns one numpy array per column of :data:`COLUMNS`, all of the same length (one
     entry per step and layer, in file order): ``step`` as int64, ``layer`` as str and the
     five values as float64 (``inf`` and ``nan`` included).
+
+    With ``complete_lines_only`` a last line without its newline is left out: the file of
+    a run still going may be read while the recorder appends to it.
+
+    Raises:
+        ValueError: naming the file and the line, for a header or row that is not the
+            recorder's.
     """
     steps: list[int] = []
     layers: list[str] = []
     values: list[list[float]] = []
     with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path} is empty")
-        if tuple(header) != COLUMNS:
-            raise ValueError(f"{path}: header {header} is not {list(COLUMNS)}")
-        for record in reader:
+        text = f.read()
+    if complete_lines_only and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise ValueError(f"{path} is empty")
+    if tuple(header) != COLUMNS:
+        raise ValueError(f"{path}: header {header} is not {list(COLUMNS)}")
+    for record in reader:
+        try:
+            if len(record) != len(COLUMNS):
+                raise ValueError(f"{len(record)} fields, expected {len(COLUMNS)}")
             steps.append(int(record[0]))
-            layers.append(record[1])
             values.append([float(x) for x in record[2:]])
+        except ValueError as error:
+            raise ValueError(f"{path}, line {reader.line_num}: {error}") from None
+        layers.append(record[1])
     table = np.array(values, dtype=np.float64).reshape(len(values), len(VALUE_COLUMNS))
     data: dict[str, np.ndarray] = {
         "step": np.array(steps, dtype=np.int64),

@@ -36,6 +36,7 @@ def plot_layers(
     layers: Collection[str] | Callable[[str], bool] | None = None,
     test_loss: Iterable[tuple[float, float]] | None = None,
     title: str | None = None,
+    spans: Iterable[tuple[float, float, str, str]] | None = None,
 ) -> Path:
     """Draw the paper's Figure 3 layout and save it as a PNG.
 
@@ -52,6 +53,8 @@ def plot_layers(
         layers: names of the layers to draw, or a predicate on the name; all by default.
         test_loss: optional ``(step, loss)`` pairs for the fourth panel.
         title: optional figure title.
+        spans: optional ``(first_step, last_step, colour, label)`` ranges shaded on every
+            panel (the findings of ``tvlars diagnose``), labelled below the panels.
 
     Returns:
         The path written.
@@ -104,6 +107,24 @@ def plot_layers(
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.grid(True, alpha=0.3)
+
+    # Each range: a light band, a dashed line at its first step and its number on top,
+    # so that overlapping ranges stay apart.
+    span_handles = []
+    for number, (first, last, colour, label) in enumerate(spans or (), start=1):
+        for ax in axes:
+            ax.axvspan(first, max(last, first + 0.5), color=colour, alpha=0.07, linewidth=0)
+            line = ax.axvline(first, color=colour, linestyle="--", linewidth=1.0)
+            # Numbers stacked downwards, so that ranges starting together stay legible.
+            ax.text(first, 0.98 - 0.07 * ((number - 1) % 8), f" {number}", color=colour,
+                    fontsize="small", va="top", transform=ax.get_xaxis_transform())  # fmt: skip
+        line.set_label(f"{number}: {label} (from step {first:g})")
+        span_handles.append(line)
+    if span_handles:
+        fig.legend(
+            handles=span_handles, loc="outside lower center", ncols=min(len(span_handles), 3),
+            fontsize="small",
+        )  # fmt: skip
 
     if count <= _MAX_LEGEND_ENTRIES:
         axes[0].legend(fontsize="small", loc="best")

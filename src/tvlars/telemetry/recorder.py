@@ -120,6 +120,10 @@ class LayerRecorder:
         start_step: the number of steps the optimizer applied before this recorder was
             attached (the step to resume from).
         layers: which layers to record (see above).
+        tensorboard: an optional ``torch.utils.tensorboard.SummaryWriter``: each flush
+            also writes the rows as scalars ``layers/<layer>/<lwn|lgn|lnr|trust_ratio|
+            step_size>`` at their steps (:mod:`tvlars.telemetry.tensorboard`). The
+            recorder does not close it.
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class LayerRecorder:
         capacity: int = 256,
         start_step: int = 0,
         layers: LayerFilter | None = None,
+        tensorboard: Any = None,
     ) -> None:
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"Invalid every: {every!r} (must be an integer >= 1)")
@@ -145,6 +150,7 @@ class LayerRecorder:
         self.path = Path(path)
         self.every = every
         self.capacity = capacity
+        self.tensorboard = tensorboard
         #: Number of the next optimizer step (steps applied so far, counted from start_step).
         self.next_step = start_step
         self._layerwise = hasattr(type(optimizer), "record_layer_stats")
@@ -511,7 +517,8 @@ class LayerRecorder:
                 f.truncate(cut)
 
     def flush(self) -> None:
-        """Append the buffered rows to the file (one device-to-host transfer)."""
+        """Append the buffered rows to the file (one device-to-host transfer), and to the
+        TensorBoard writer when there is one."""
         count = len(self._row_steps)
         if count == 0:
             return
@@ -530,6 +537,10 @@ class LayerRecorder:
                 lines.append(f"{step},{name}" + row_format % tuple(row))
         with open(self.path, "a", newline="", encoding="utf-8") as f:
             f.write("".join(lines))
+        if self.tensorboard is not None:
+            from tvlars.telemetry.tensorboard import write_layer_rows
+
+            write_layer_rows(self.tensorboard, steps, self.layer_names, values)
 
     def close(self) -> None:
         """Write the buffered rows and detach from the optimizer. Calling it again is a no-op."""

@@ -77,12 +77,13 @@ class RunConfig:
     device: str = "auto"
     compile: bool = False
     telemetry_every: int = 1
+    tensorboard: bool = False
     out: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     # Keys that change where or how fast a run goes, not what it computes: left out of
     # the run id so that the same experiment resumes from any folder with any threads.
-    _NOT_HASHED = ("out", "threads", "data_dir", "device", "extra")
+    _NOT_HASHED = ("out", "threads", "data_dir", "device", "extra", "tensorboard")
 
     def resolved(self) -> RunConfig:
         """A copy with every ``None`` default filled in and every value validated."""
@@ -139,6 +140,13 @@ class RunConfig:
             )
         if self.tv_decay is not None and self.tv_decay <= 0:
             raise ValueError("--tv-decay must be > 0")
+        if self.tensorboard:
+            from tvlars.telemetry.tensorboard import require_tensorboard
+
+            try:
+                require_tensorboard()
+            except ImportError as error:
+                raise ValueError(f"--tensorboard: {error}") from None
 
     def hashed_items(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)

@@ -33,6 +33,7 @@ from torch import nn
 from tvlars.data import DeviceBatches, load_dataset
 from tvlars.models import check_input_kind
 from tvlars.telemetry import LayerRecorder
+from tvlars.telemetry.tensorboard import open_writer, write_epoch
 from tvlars.train import distributed
 from tvlars.train.config import Plan, RunConfig
 from tvlars.train.optimizers import build_optimizer, build_scheduler
@@ -235,6 +236,11 @@ def _drive(task: Task, progress: bool) -> dict[str, Any]:
             folder.layers,
             every=config.telemetry_every,
             start_step=start_epoch * plan.steps_per_epoch,
+            tensorboard=(
+                open_writer(folder.path, purge_step=start_epoch * plan.steps_per_epoch)
+                if config.tensorboard
+                else None
+            ),
         )
     log(task.describe(plan))
 
@@ -286,6 +292,8 @@ def _drive(task: Task, progress: bool) -> dict[str, Any]:
     finally:
         if recorder is not None:
             recorder.close()
+            if recorder.tensorboard is not None:
+                recorder.tensorboard.close()
     if diverged_epoch is None and rows and not math.isfinite(rows[-1]["train_loss"]):
         diverged_epoch = rows[-1]["epoch"]  # killed after a diverged epoch's checkpoint
 
@@ -376,6 +384,9 @@ def save_epoch(
     (each written atomically), so that a resumed run finds files that agree with it."""
     if recorder is not None:
         recorder.flush()
+        if recorder.tensorboard is not None:
+            first_step = rows[-2]["step"] if len(rows) > 1 else 0
+            write_epoch(recorder.tensorboard, rows[-1], optimizer, first_step)
     if processes.is_main:
         folder.write_metrics(rows, columns)
         folder.save_checkpoint(
