@@ -16,7 +16,13 @@ Example::
     plot_layers("run/layers.csv", "run/layers.png")
 """
 
-from tvlars.telemetry.layers_file import COLUMNS, VALUE_COLUMNS, read_layers, split_by_layer
+from tvlars.telemetry.layers_file import (
+    COLUMNS,
+    VALUE_COLUMNS,
+    read_grad_clip,
+    read_layers,
+    split_by_layer,
+)
 from tvlars.telemetry.plot import plot_layers
 from tvlars.telemetry.recorder import LayerRecorder
 
@@ -25,6 +31,7 @@ __all__ = [
     "VALUE_COLUMNS",
     "LayerRecorder",
     "plot_layers",
+    "read_grad_clip",
     "read_layers",
     "split_by_layer",
 ]
