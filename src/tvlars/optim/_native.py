@@ -64,7 +64,7 @@ class NativeKernels:
             lars.argtypes = [ctypes.c_int64, p, p, p, p, p, p, ctypes.c_int64, ctypes.c_int64, p]
             lars.restype = None
             lamb = getattr(library, f"tvlars_lamb_{suffix}")
-            # The last argument, a float64 clip divisor or null, is ignored by older builds.
+            # The last argument, a float64 gradient scale or null, is ignored by older builds.
             lamb.argtypes = [ctypes.c_int64, p, p, p, p, p, p, p, ctypes.c_int64, p, p]
             lamb.restype = None
             # Builds of older sources (kernel_ab.py loads them to compare) lack the entry
@@ -117,23 +117,23 @@ class NativeKernels:
         exp_avg_sqs: Sequence[Tensor],
         adapted: Sequence[bool],
         values: Sequence[float],
-        grad_divisor: Tensor | None = None,
+        grad_scale: Tensor | None = None,
     ) -> Tensor:
         """One LAMB step. ``values``: lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2, eps,
-        weight decay, clamp low, clamp high (NaN: none). ``grad_divisor``: a one-element
-        CPU tensor that every gradient is divided by first (global gradient clipping; read
+        weight decay, clamp low, clamp high (NaN: none). ``grad_scale``: a one-element
+        CPU tensor that every gradient is multiplied by first (global gradient clipping; read
         by the kernel, not here), or ``None``. Returns stats as :meth:`lars`."""
         count = len(params)
         stats = torch.empty((sum(adapted), 3), dtype=torch.float64)
         kernel = getattr(self._library, f"tvlars_lamb_{_SUFFIX[params[0].dtype]}")
         arrays = _lamb_arrays(params, grads, exp_avgs, exp_avg_sqs, adapted, values)
-        divisor = _divisor(grad_divisor)  # held for the call
+        scale = _kernel_scale(grad_scale)  # held for the call
         kernel(
             count,
             *map(_address, arrays),
             torch.get_num_threads(),
             stats.data_ptr(),
-            None if divisor is None else divisor.data_ptr(),
+            None if scale is None else scale.data_ptr(),
         )
         return stats
 
@@ -188,22 +188,22 @@ class NativeKernels:
         exp_avg_sqs: Sequence[Tensor],
         adapted: Sequence[bool],
         values: Sequence[float],
-        grad_divisor: Tensor | None = None,
+        grad_scale: Tensor | None = None,
     ) -> Tensor:
         """The first pass of :meth:`lamb`: excluded layers updated whole, adapted layers'
         moments updated. Returns an (adapted layers, 2) float64 tensor of the sums of
         squares of w and of u = Adam direction + wd*w (``values`` as :meth:`lamb`'s first
-        seven, ``grad_divisor`` as :meth:`lamb`'s)."""
+        seven, ``grad_scale`` as :meth:`lamb`'s)."""
         sums = torch.empty((sum(adapted), 2), dtype=torch.float64)
         kernel = getattr(self._library, f"tvlars_lamb_moments_{_SUFFIX[params[0].dtype]}")
         arrays = _lamb_arrays(params, grads, exp_avgs, exp_avg_sqs, adapted, values)
-        divisor = _divisor(grad_divisor)  # held for the call
+        scale = _kernel_scale(grad_scale)  # held for the call
         kernel(
             len(params),
             *map(_address, arrays),
             torch.get_num_threads(),
             sums.data_ptr(),
-            None if divisor is None else divisor.data_ptr(),
+            None if scale is None else scale.data_ptr(),
         )
         return sums
 
@@ -322,12 +322,12 @@ def _check_state(params: Sequence[Tensor], states: Sequence[Tensor]) -> None:
         )
 
 
-def _divisor(grad_divisor: Tensor | None) -> Tensor | None:
-    """The clip divisor as the kernels read it: one float64 in CPU memory (the kernel
+def _kernel_scale(grad_scale: Tensor | None) -> Tensor | None:
+    """The gradient scale as the kernels read it: one float64 in CPU memory (the kernel
     reads the value itself, so the host never waits for it here)."""
-    if grad_divisor is None:
+    if grad_scale is None:
         return None
-    return grad_divisor.to(device="cpu", dtype=torch.float64).reshape(1).contiguous()
+    return grad_scale.to(device="cpu", dtype=torch.float64).reshape(1).contiguous()
 
 
 def _pointers(tensors: Sequence[Tensor]) -> array.array:
@@ -472,11 +472,11 @@ def lamb_group(
     values: Sequence[float],
     collector,
     lr: float,
-    grad_divisor: Tensor | None = None,
+    grad_scale: Tensor | None = None,
 ) -> None:
     """A LAMB step of one param group (see :meth:`NativeKernels.lamb`)."""
     _step_by_dtype(
-        lambda *chunk: kernels().lamb(*chunk, values, grad_divisor),
+        lambda *chunk: kernels().lamb(*chunk, values, grad_scale),
         (params, grads, exp_avgs, exp_avg_sqs, adapted),
         collector,
         lr,

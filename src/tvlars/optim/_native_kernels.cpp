@@ -406,18 +406,18 @@ void norms_step(int64_t layers, void *const *weights, void *const *grads, const 
 
 // LAMB's per-step constants. Passed by value into the loops below: copies the compiler
 // knows no store can alias, which keeps the loops vectorized.
-// grad_divisor: max(G / max_grad_norm, 1) of LAMB's global gradient clipping, read only by
+// grad_scale: 1 / max(G / max_grad_norm, 1) of LAMB's global gradient clipping, read only by
 // the Clip instantiations of the loops below (the others leave g as it is).
 template <typename C> struct LambValues {
   C lr, bias_correction1, bias_correction2, beta1, beta2, one_minus_beta1, one_minus_beta2;
-  C eps, wd, grad_divisor;
+  C eps, wd, grad_scale;
 };
 
 // values: lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2, eps, weight decay.
-template <typename C> LambValues<C> lamb_values(const double *values, double grad_divisor) {
+template <typename C> LambValues<C> lamb_values(const double *values, double grad_scale) {
   return {C(values[0]),        C(values[1]),        C(values[2]), C(values[3]),
           C(values[4]),        C(1.0 - values[3]),  C(1.0 - values[4]),
-          C(values[5]),        C(values[6]),        C(grad_divisor)};
+          C(values[5]),        C(values[6]),        C(grad_scale)};
 }
 
 // Adam's direction mh / (sqrt(vh) + eps) from the moments as stored, so that both passes of
@@ -430,11 +430,11 @@ inline C adam_direction(const T *m, const T *v, int64_t i, const LambValues<C> &
 }
 
 // m <- beta1*m + (1 - beta1)*g and v <- beta2*v + (1 - beta2)*g*g, in place; with Clip,
-// g is first divided by the global clip divisor (rounded as the tensor g / divisor is).
+// g is first multiplied by the global clip's scale (rounded as the tensor g * scale is).
 // Clip is a template argument, not a run-time flag, for the reason apply_update's Decay is.
 template <typename T, bool Clip, typename C>
 inline void update_moments(const T *g, T *m, T *v, int64_t i, const LambValues<C> &h) {
-  const C gi = Clip ? rounded<T, C>(load(g, i) / h.grad_divisor) : load(g, i);
+  const C gi = Clip ? rounded<T, C>(load(g, i) * h.grad_scale) : load(g, i);
   store(m, i, rounded<T, C>(h.beta1 * load(m, i)) + rounded<T, C>(h.one_minus_beta1 * gi));
   const C g2 = rounded<T, C>(rounded<T, C>(h.one_minus_beta2 * gi) * gi);
   store(v, i, rounded<T, C>(h.beta2 * load(v, i)) + g2);
@@ -505,13 +505,13 @@ bool lamb_first_pass(const Work &work, void *const *weights, void *const *grads,
 
 // values: lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2, eps, weight decay, clamp low, clamp
 // high (NaN: no clamp). stats as in lars_step, with |u| for the direction norm. Threads
-// share the work as in lars_step. Clip: g divided by grad_divisor (see update_moments).
+// share the work as in lars_step. Clip: g multiplied by grad_scale (see update_moments).
 template <typename T, bool Clip>
 void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *const *exp_avgs,
                void *const *exp_avg_sqs, const int64_t *numels, const uint8_t *adapted,
-               const double *values, double grad_divisor, int64_t threads, double *stats) {
+               const double *values, double grad_scale, int64_t threads, double *stats) {
   using C = typename Compute<T>::type;
-  const LambValues<C> h = lamb_values<C>(values, grad_divisor);
+  const LambValues<C> h = lamb_values<C>(values, grad_scale);
   const double clamp_low = values[7], clamp_high = values[8];
   Partials partials(layers, threads);
 
@@ -541,10 +541,10 @@ void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *c
 template <typename T, bool Clip>
 void lamb_moments_step(int64_t layers, void *const *weights, void *const *grads,
                        void *const *exp_avgs, void *const *exp_avg_sqs, const int64_t *numels,
-                       const uint8_t *adapted, const double *values, double grad_divisor,
+                       const uint8_t *adapted, const double *values, double grad_scale,
                        int64_t threads, double *sums) {
   using C = typename Compute<T>::type;
-  const LambValues<C> h = lamb_values<C>(values, grad_divisor);
+  const LambValues<C> h = lamb_values<C>(values, grad_scale);
   Partials partials(layers, threads);
 
   for_each_share<T>(layers, numels, adapted, threads, [&](const Work &work) {
@@ -580,11 +580,11 @@ void lamb_apply_step(int64_t layers, void *const *weights, void *const *exp_avgs
   });
 }
 
-// The global clip divisor as the kernels take it: grad_divisor (a float64 on the host, or
-// null for no clipping), and whether dividing by it changes anything (a divisor of 1 leaves
-// every g as it is, so the loops without the division give the same bits).
-inline bool divides(const double *grad_divisor) {
-  return grad_divisor != nullptr && *grad_divisor != 1.0;
+// The global clip's scale as the kernels take it: grad_scale (a float64 on the host, or
+// null for no clipping), and whether multiplying by it changes anything (a scale of 1
+// leaves every g as it is, so the loops without the multiplication give the same bits).
+inline bool scales(const double *grad_scale) {
+  return grad_scale != nullptr && *grad_scale != 1.0;
 }
 
 }  // namespace
@@ -601,10 +601,10 @@ inline bool divides(const double *grad_divisor) {
                                        void *const *exp_avgs, void *const *exp_avg_sqs,           \
                                        const int64_t *numels, const uint8_t *adapted,             \
                                        const double *values, int64_t threads, double *stats,      \
-                                       const double *grad_divisor) {                              \
-    if (divides(grad_divisor))                                                                    \
+                                       const double *grad_scale) {                                \
+    if (scales(grad_scale))                                                                       \
       lamb_step<T, true>(layers, weights, grads, exp_avgs, exp_avg_sqs, numels, adapted, values,  \
-                         *grad_divisor, threads, stats);                                          \
+                         *grad_scale, threads, stats);                                            \
     else                                                                                          \
       lamb_step<T, false>(layers, weights, grads, exp_avgs, exp_avg_sqs, numels, adapted, values, \
                           1.0, threads, stats);                                                   \
@@ -624,10 +624,10 @@ inline bool divides(const double *grad_divisor) {
   extern "C" void tvlars_lamb_moments_##SUFFIX(                                                   \
       int64_t layers, void *const *weights, void *const *grads, void *const *exp_avgs,            \
       void *const *exp_avg_sqs, const int64_t *numels, const uint8_t *adapted,                    \
-      const double *values, int64_t threads, double *sums, const double *grad_divisor) {          \
-    if (divides(grad_divisor))                                                                    \
+      const double *values, int64_t threads, double *sums, const double *grad_scale) {            \
+    if (scales(grad_scale))                                                                       \
       lamb_moments_step<T, true>(layers, weights, grads, exp_avgs, exp_avg_sqs, numels, adapted,  \
-                                 values, *grad_divisor, threads, sums);                           \
+                                 values, *grad_scale, threads, sums);                             \
     else                                                                                          \
       lamb_moments_step<T, false>(layers, weights, grads, exp_avgs, exp_avg_sqs, numels, adapted, \
                                   values, 1.0, threads, sums);                                    \

@@ -62,11 +62,11 @@ def lamb_tensor(
     *,
     weight_norm_clamp: tuple[float, float] | None,
     adapted: bool,
-    grad_divisor: Tensor | None = None,
+    grad_scale: Tensor | None = None,
 ):
     """One layer of LAMB. ``values`` holds ``(lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2,
-    eps, weight_decay)``; ``grad_divisor`` (global gradient clipping) the 0-d tensor
-    ``max(G/c, 1)`` that ``g`` is divided by first. Returns ``(|w|, |u|, trust)`` for
+    eps, weight_decay)``; ``grad_scale`` (global gradient clipping) the 0-d tensor
+    ``1 / max(G/c, 1)`` that ``g`` is multiplied by first. Returns ``(|w|, |u|, trust)`` for
     adapted layers, else ``None``.
 
     This function is both the single-tensor reference path (called eagerly, ``values`` a
@@ -75,8 +75,8 @@ def lamb_tensor(
     """
     lr, bias_correction1, bias_correction2 = values[0], values[1], values[2]
     beta1, beta2, eps, weight_decay = values[3], values[4], values[5], values[6]
-    if grad_divisor is not None:
-        grad = grad / grad_divisor
+    if grad_scale is not None:
+        grad = grad * grad_scale
     exp_avg.mul_(beta1).add_((1 - beta1) * grad)
     exp_avg_sq.mul_(beta2).add_((1 - beta2) * grad * grad)
     direction = (exp_avg / bias_correction1) / ((exp_avg_sq / bias_correction2).sqrt() + eps)
@@ -110,7 +110,7 @@ def lamb_foreach(
     scratch: Scratch | None = None,
     bias_step: float = math.inf,
     norm_pairs: NormPairs = local_norm_pairs,
-    grad_divisor: Tensor | None = None,
+    grad_scale: Tensor | None = None,
 ):
     """Multi-tensor form of :func:`lamb_tensor` for tensors of one device and dtype.
 
@@ -118,11 +118,11 @@ def lamb_foreach(
     and where torch's fused Adam kernel can take the tensors it makes Adam's direction in
     one pass (``bias_step``: the step count s of the bias corrections, ``math.inf`` for
     none; it must match ``bias_correction1/2``). ``norm_pairs`` takes the layer norms
-    (of local shards, it adds them up across processes). ``grad_divisor``: as in
-    :func:`lamb_tensor` (the gradients are divided into new tensors, or ``scratch``).
+    (of local shards, it adds them up across processes). ``grad_scale``: as in
+    :func:`lamb_tensor` (the gradients are scaled into new tensors, or ``scratch``).
     """
-    if grad_divisor is not None:
-        grads = _divided(grads, grad_divisor, scratch)
+    if grad_scale is not None:
+        grads = _scaled(grads, grad_scale, scratch)
     if scratch is not None:
         negated = negated_adam_directions(
             scratch, grads, exp_avgs, exp_avg_sqs, bias_step, beta1, beta2, eps
@@ -152,15 +152,15 @@ def lamb_foreach(
     )
 
 
-def _divided(grads: list[Tensor], divisor: Tensor, scratch: Scratch | None) -> list[Tensor]:
-    """``g / divisor`` of each gradient (never in place: ``p.grad`` is the caller's), a
+def _scaled(grads: list[Tensor], scale: Tensor, scratch: Scratch | None) -> list[Tensor]:
+    """``g * scale`` of each gradient (never in place: ``p.grad`` is the caller's), a
     large layer's in ``scratch`` memory (slot 2: the Adam direction's temporaries take 0
     and 1), a chunk of small ones in fresh tensors by one foreach call."""
     if scratch is None or len(grads) > 1:
-        return list(torch._foreach_div(grads, divisor))
-    divided = scratch.like(grads, slot=2)
-    torch.div(grads[0], divisor, out=divided[0])
-    return divided
+        return list(torch._foreach_mul(grads, scale))
+    scaled = scratch.like(grads, slot=2)
+    torch.mul(grads[0], scale, out=scaled[0])
+    return scaled
 
 
 def _lamb_update(
@@ -237,12 +237,12 @@ class LAMB(LayerwiseOptimizer):
             exclude_1d=exclude_1d,
             max_grad_norm=max_grad_norm,
         )
-        self._grad_clip_factor: Tensor | None = None  # this step's, see _before_update
+        self._grad_clip_scale: Tensor | None = None  # this step's, see _before_update
         super().__init__(params, defaults, foreach=foreach, fused=fused)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        self._grad_clip_factor = None
+        self._grad_clip_scale = None
         for group in self.param_groups:
             group.setdefault("max_grad_norm", None)  # a state saved before the option existed
 
@@ -298,8 +298,10 @@ class LAMB(LayerwiseOptimizer):
         self, gathered: list[Gathered], collector: LayerStatsCollector | None
     ) -> None:
         """The global gradient clipping: ``G`` over every group's gradients and the factor
-        ``max(G / c, 1)`` that the groups' updates divide their gradients by."""
-        self._grad_clip_factor = None
+        ``max(G / c, 1)``, whose reciprocal the groups' updates scale their gradients by
+        (one multiplication per element where a division would cost more: the same value
+        within a rounding)."""
+        self._grad_clip_scale = None
         max_norm = self.param_groups[0]["max_grad_norm"]
         if any(group["max_grad_norm"] != max_norm for group in self.param_groups[1:]):
             raise ValueError(
@@ -311,16 +313,17 @@ class LAMB(LayerwiseOptimizer):
         if max_norm is None or not parts:
             return
         norm = global_grad_norm(parts)
-        self._grad_clip_factor = clip_factor(norm, max_norm)
+        factor = clip_factor(norm, max_norm)
+        self._grad_clip_scale = factor.reciprocal()
         if collector is not None:
-            collector.add_grad_clip(norm, self._grad_clip_factor)
+            collector.add_grad_clip(norm, factor)
 
-    def _grad_divisor(self, device: torch.device) -> Tensor | None:
-        """This step's clip factor on ``device``, or ``None`` without clipping."""
-        factor = self._grad_clip_factor
-        if factor is None or factor.device == device:
-            return factor
-        return factor.to(device)
+    def _grad_scale(self, device: torch.device) -> Tensor | None:
+        """This step's ``1 / max(G/c, 1)`` on ``device``, or ``None`` without clipping."""
+        scale = self._grad_clip_scale
+        if scale is None or scale.device == device:
+            return scale
+        return scale.to(device)
 
     def _init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
@@ -354,7 +357,7 @@ class LAMB(LayerwiseOptimizer):
         )
         exp_avgs = [state["exp_avg"] for state in states]
         exp_avg_sqs = [state["exp_avg_sq"] for state in states]
-        grad_divisor = self._grad_divisor(params[0].device)
+        grad_scale = self._grad_scale(params[0].device)
         norms: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
         reported = params  # telemetry names the parameters, not their local shards
         if sharded is not None and path in (FOREACH, NATIVE):
@@ -380,7 +383,7 @@ class LAMB(LayerwiseOptimizer):
                         norm_pairs=(
                             local_norm_pairs if sharded is None else sharded.norm_pairs(indices)
                         ),
-                        grad_divisor=self._grad_divisor(params[bucket[0]].device),
+                        grad_scale=self._grad_scale(params[bucket[0]].device),
                         **options,
                     )
                     if results is not None:
@@ -391,7 +394,7 @@ class LAMB(LayerwiseOptimizer):
         if path == NATIVE and sharded is not None:
             self._native_sharded(
                 (params, grads, exp_avgs, exp_avg_sqs), adapted, values, group, sharded, collector,
-                reported, grad_divisor,
+                reported, grad_scale,
             )  # fmt: skip
             return
         if path == NATIVE:
@@ -405,7 +408,7 @@ class LAMB(LayerwiseOptimizer):
                 (*values, *clamp),
                 collector,
                 lr,
-                grad_divisor,
+                grad_scale,
             )
         elif path == FOREACH:
             foreach_over(excluded_idx, False)
@@ -429,7 +432,7 @@ class LAMB(LayerwiseOptimizer):
                     on_device[device],
                     weight_norm_clamp=group["weight_norm_clamp"],
                     adapted=True,
-                    grad_divisor=self._grad_divisor(device),
+                    grad_scale=self._grad_scale(device),
                 )
                 increment_version(params[i])
         else:
@@ -442,7 +445,7 @@ class LAMB(LayerwiseOptimizer):
                     values,
                     weight_norm_clamp=group["weight_norm_clamp"],
                     adapted=is_adapted,
-                    grad_divisor=self._grad_divisor(params[i].device),
+                    grad_scale=self._grad_scale(params[i].device),
                 )
                 if result is not None:
                     # DTensors' norms are DTensors holding each process's part: made whole
@@ -457,7 +460,7 @@ class LAMB(LayerwiseOptimizer):
 
     @staticmethod
     def _native_sharded(
-        tensors, adapted, values, group, sharded, collector, reported, grad_divisor
+        tensors, adapted, values, group, sharded, collector, reported, grad_scale
     ) -> None:
         """The native step of local shards (``tensors``: params, grads and the two moments):
         the first pass (moments, excluded layers whole, sums of squares), the sums added up
@@ -466,7 +469,7 @@ class LAMB(LayerwiseOptimizer):
         kernels = _native.kernels()
         adapted_idx = [i for i, a in enumerate(adapted) if a]
         sums = kernels.lamb_moments(
-            params, grads, exp_avgs, exp_avg_sqs, adapted, values, grad_divisor
+            params, grads, exp_avgs, exp_avg_sqs, adapted, values, grad_scale
         )
         norms = sharded.whole_square_sums(sums, adapted_idx).sqrt_()
         compute = torch.float64 if params[0].dtype == torch.float64 else torch.float32
