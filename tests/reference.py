@@ -44,6 +44,21 @@ class ReferenceLARS:
     t: int = 0
     buffer: np.ndarray | None = field(default=None, repr=False)
 
+    @classmethod
+    def tvlars_official(cls, lr: float, lmbda: float, **kwargs) -> ReferenceLARS:
+        """The authors' published TVLARS (``TVLARS.official``)."""
+        return cls(
+            lr=lr,
+            tv=True,
+            lmbda=lmbda,
+            alpha=0.1,
+            delay_steps=-1,
+            min_scale=0.0,
+            norm_clamp=10.0,
+            schedule_excluded=False,
+            **kwargs,
+        )
+
     def step(self, w: np.ndarray, g: np.ndarray) -> np.ndarray:
         w = w.astype(np.float64)
         g = g.astype(np.float64)
@@ -93,6 +108,18 @@ class ReferenceLAMB:
     t: int = 0
     m: np.ndarray | None = field(default=None, repr=False)
     v: np.ndarray | None = field(default=None, repr=False)
+
+    @classmethod
+    def official(cls, lr: float) -> ReferenceLAMB:
+        """The authors' published LAMB (``LAMB.official``): every layer adapted."""
+        return cls(
+            lr=lr,
+            weight_decay=5e-4,
+            bias_correction=False,
+            weight_norm_clamp=(0.0, 10.0),
+            eps=1e-6,
+            adapted=True,
+        )
 
     def step(self, w: np.ndarray, g: np.ndarray) -> np.ndarray:
         w = w.astype(np.float64)

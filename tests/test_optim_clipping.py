@@ -113,16 +113,8 @@ def test_tvlars_official_preset_takes_trust_clip(path):
         lambda p: TVLARS.official(p, lr=0.02, lmbda=0.3, trust_clip=True, **PATHS[path]), STEPS
     )
     expected = run_reference(
-        reference_lars(
-            lr=0.02,
-            tv=True,
-            lmbda=0.3,
-            alpha=0.1,
-            delay_steps=-1,
-            min_scale=0.0,
-            norm_clamp=10.0,
-            schedule_excluded=False,
-            trust_clip=True,
+        lambda shape: ReferenceLARS.tvlars_official(
+            lr=0.02, lmbda=0.3, trust_clip=True, adapted=adapted_by_default(shape)
         ),
         STEPS,
     )
@@ -274,14 +266,7 @@ def test_lamb_official_preset_takes_max_grad_norm(path):
         lambda p: LAMB.official(p, lr=0.05, max_grad_norm=ACTIVE_MAX_NORM, **PATHS[path]), STEPS
     )
     expected = run_reference(
-        lambda shape: ReferenceLAMB(
-            lr=0.05,
-            weight_decay=5e-4,
-            bias_correction=False,
-            weight_norm_clamp=(0.0, 10.0),
-            eps=1e-6,
-            adapted=True,
-        ),
+        lambda shape: ReferenceLAMB.official(lr=0.05),
         STEPS,
         max_grad_norm=ACTIVE_MAX_NORM,
     )
