@@ -209,7 +209,9 @@ class LAMB(LayerwiseOptimizer):
             moments, every gradient is divided by ``max(G / max_grad_norm, 1)``, ``G``
             the norm of all the step's gradients together (every group; over DTensor
             shards, the whole layers'). One value for the whole optimizer; ``None`` (the
-            default) clips nothing.
+            default) clips nothing. Under ``ZeroRedundancyOptimizer`` each process's LAMB
+            holds only some parameters, so its ``G`` would be part of the norm: there clip
+            with ``torch.nn.utils.clip_grad_norm_`` before the step instead.
     """
 
     def __init__(
