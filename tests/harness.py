@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from reference import clip_by_global_norm
 
 from tvlars.optim import _native
 
@@ -64,12 +65,17 @@ def run_reference(
     steps: int,
     lrs: Sequence[float] | None = None,
     shapes: Sequence[tuple[int, ...]] = SHAPES,
+    max_grad_norm: float | None = None,
 ) -> list[np.ndarray]:
-    """The reference's parameters after the same steps; one reference object per tensor."""
+    """The reference's parameters after the same steps; one reference object per tensor.
+    With ``max_grad_norm`` each step's gradients are first clipped by their global norm."""
     weights = initial_weights(shapes)
     references = [make_reference(shape) for shape in shapes]
     for step in range(steps):
-        for index, grad in enumerate(gradients(step, shapes)):
+        step_grads = gradients(step, shapes)
+        if max_grad_norm is not None:
+            step_grads = clip_by_global_norm(step_grads, max_grad_norm)
+        for index, grad in enumerate(step_grads):
             if lrs is not None:
                 references[index].lr = lrs[step]
             weights[index] = references[index].step(weights[index], grad)

@@ -40,8 +40,24 @@ class ReferenceLARS:
     min_scale: float = 0.0
     norm_clamp: float | None = None
     schedule_excluded: bool = True
+    trust_clip: bool = False
     t: int = 0
     buffer: np.ndarray | None = field(default=None, repr=False)
+
+    @classmethod
+    def tvlars_official(cls, lr: float, lmbda: float, **kwargs) -> ReferenceLARS:
+        """The authors' published TVLARS (``TVLARS.official``)."""
+        return cls(
+            lr=lr,
+            tv=True,
+            lmbda=lmbda,
+            alpha=0.1,
+            delay_steps=-1,
+            min_scale=0.0,
+            norm_clamp=10.0,
+            schedule_excluded=False,
+            **kwargs,
+        )
 
     def step(self, w: np.ndarray, g: np.ndarray) -> np.ndarray:
         w = w.astype(np.float64)
@@ -57,6 +73,8 @@ class ReferenceLARS:
             if self.norm_clamp is not None:
                 w_norm, g_norm = min(w_norm, self.norm_clamp), min(g_norm, self.norm_clamp)
             trust = self.eta * scale * w_norm / g_norm if (w_norm > 0 and g_norm > 0) else 1.0
+            if self.trust_clip:
+                trust = min(trust / self.lr, 1.0) if self.lr > 0 else 1.0
             d = trust * g_decayed
         else:
             d = (scale if (self.tv and self.schedule_excluded) else 1.0) * g
@@ -91,6 +109,18 @@ class ReferenceLAMB:
     m: np.ndarray | None = field(default=None, repr=False)
     v: np.ndarray | None = field(default=None, repr=False)
 
+    @classmethod
+    def official(cls, lr: float) -> ReferenceLAMB:
+        """The authors' published LAMB (``LAMB.official``): every layer adapted."""
+        return cls(
+            lr=lr,
+            weight_decay=5e-4,
+            bias_correction=False,
+            weight_norm_clamp=(0.0, 10.0),
+            eps=1e-6,
+            adapted=True,
+        )
+
     def step(self, w: np.ndarray, g: np.ndarray) -> np.ndarray:
         w = w.astype(np.float64)
         g = g.astype(np.float64)
@@ -114,3 +144,11 @@ class ReferenceLAMB:
             trust = r / u_norm if (r > 0 and u_norm > 0) else 1.0
         self.t += 1
         return w - self.lr * trust * u
+
+
+def clip_by_global_norm(grads: list[np.ndarray], max_norm: float) -> list[np.ndarray]:
+    """LAMB's global gradient clipping: every g divided by max(G / c, 1), G the norm of all
+    of them together."""
+    total = math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads))
+    divisor = max(total / max_norm, 1.0)
+    return [g.astype(np.float64) / divisor for g in grads]

@@ -97,16 +97,8 @@ def test_tvlars_matches_reference_in_float64(path, case):
 def test_tvlars_official_preset_is_the_authors_arithmetic(path):
     ours, _ = run_optimizer(lambda p: TVLARS.official(p, lr=3.0, lmbda=0.3, **PATHS[path]), STEPS)
     expected = run_reference(
-        lambda shape: ReferenceLARS(
-            lr=3.0,
-            tv=True,
-            lmbda=0.3,
-            alpha=0.1,
-            delay_steps=-1,
-            min_scale=0.0,
-            norm_clamp=10.0,
-            schedule_excluded=False,
-            adapted=adapted_by_default(shape),
+        lambda shape: ReferenceLARS.tvlars_official(
+            lr=3.0, lmbda=0.3, adapted=adapted_by_default(shape)
         ),
         STEPS,
     )
@@ -152,14 +144,7 @@ def test_lamb_matches_reference_in_float64(path, case):
 def test_lamb_official_preset_is_the_authors_arithmetic(path):
     ours, _ = run_optimizer(lambda p: LAMB.official(p, lr=0.05, **PATHS[path]), STEPS)
     expected = run_reference(
-        lambda shape: ReferenceLAMB(
-            lr=0.05,
-            weight_decay=5e-4,
-            bias_correction=False,
-            weight_norm_clamp=(0.0, 10.0),
-            eps=1e-6,
-            adapted=True,
-        ),
+        lambda shape: ReferenceLAMB.official(lr=0.05),
         STEPS,
     )
     assert_matches(ours, expected, rtol=1e-10)

@@ -21,6 +21,9 @@ OPTIMIZERS = {
     "tvlars": lambda params, **kw: TVLARS(params, lr=0.5, lmbda=0.2, delay_steps=1, **kw),
     "tvlars-nesterov": lambda params, **kw: TVLARS(params, lr=0.5, lmbda=0.2, nesterov=True, **kw),
     "lamb": lambda params, **kw: LAMB(params, lr=0.01, **kw),
+    # The clipping options, set so that they clip the test gradients.
+    "lars-trust-clip": lambda params, **kw: LARS(params, lr=0.5, eta=0.5, trust_clip=True, **kw),
+    "lamb-max-grad-norm": lambda params, **kw: LAMB(params, lr=0.01, max_grad_norm=0.1, **kw),
 }
 
 

@@ -24,6 +24,8 @@ OPTIMIZERS = {
     "tvlars-nesterov": lambda params, **path: TVLARS(params, lr=0.7, nesterov=True, **path),
     "lars-no-momentum": lambda params, **path: LARS(params, lr=0.7, momentum=0.0, **path),
     "lamb": lambda params, **path: LAMB(params, lr=0.05, weight_norm_clamp=(0.0, 10.0), **path),
+    "lars-trust-clip": lambda params, **path: LARS(params, lr=0.7, trust_clip=True, **path),
+    "lamb-max-grad-norm": lambda params, **path: LAMB(params, lr=0.05, max_grad_norm=1.0, **path),
 }
 PATHS = {"default": {}, "foreach": {"foreach": True}, "single": {"foreach": False}}
 
@@ -76,3 +78,5 @@ def test_gpu_steps_keep_every_tensor_on_the_gpu(fake_cuda, name, path):
     stats = optimizer.layer_stats
     assert len(stats.params) == 2  # the two adapted layers
     assert {t.device.type for t in (*stats.weight_norm, *stats.trust_ratio)} == {"cuda"}
+    if stats.global_grad_norm is not None:
+        assert {stats.global_grad_norm.device.type, stats.clip_factor.device.type} == {"cuda"}

@@ -31,6 +31,9 @@ OPTIMIZERS = {
     "lars": (LARS, {"lr": 0.7}),
     "tvlars": (TVLARS, {"lr": 0.7, "lmbda": 0.3, "nesterov": True}),
     "lamb": (LAMB, {"lr": 0.05}),
+    # The clipping options, set so that they clip this model's layers and gradients.
+    "lars-trust-clip": (LARS, {"lr": 0.7, "eta": 2.0, "trust_clip": True}),
+    "lamb-max-grad-norm": (LAMB, {"lr": 0.05, "max_grad_norm": 0.01}),
 }
 # default: on CPU the native kernels' split steps (the multi-tensor path where no C++
 # compiler works); foreach: the multi-tensor path; single: the reference on DTensors.
@@ -343,8 +346,11 @@ def test_a_later_gradient_laid_out_unlike_its_parameter_is_refused(sharded_run, 
 
 @pytest.mark.parametrize("path", ["default", "foreach"])
 def test_steps_on_local_shards_make_one_all_reduce_each(sharded_run, path):
-    _, results, _ = sharded_run
-    assert results["fsdp", path]["all_reduces_per_step"] == [1] * STEPS
+    name, results, _ = sharded_run
+    # LAMB's global gradient norm needs one more for the whole step, before the moments
+    # (tvlars.optim._grad_clip): the layer norms' collective follows the moments.
+    expected = 2 if name == "lamb-max-grad-norm" else 1
+    assert results["fsdp", path]["all_reduces_per_step"] == [expected] * STEPS
 
 
 def test_the_default_path_on_cpu_is_the_native_kernels_where_they_build(sharded_run):
@@ -519,6 +525,14 @@ NATIVE_CASES = {
     "tvlars-clamped-bfloat16": (TVLARS, {"lr": 0.7, "norm_clamp": 1.0}, torch.bfloat16),
     "lamb-float32": (LAMB, {"lr": 0.05}, torch.float32),
     "lamb-clamped-float64": (LAMB, {"lr": 0.05, "weight_norm_clamp": (0.0, 1.0)}, torch.float64),
+    "lars-trust-clip-float32": (LARS, {"lr": 0.01, "eta": 0.5, "trust_clip": True}, torch.float32),
+    "tvlars-trust-clip-bfloat16": (
+        TVLARS,
+        {"lr": 0.01, "eta": 0.1, "trust_clip": True},
+        torch.bfloat16,
+    ),
+    "lamb-max-grad-norm-float32": (LAMB, {"lr": 0.05, "max_grad_norm": 1.0}, torch.float32),
+    "lamb-max-grad-norm-bfloat16": (LAMB, {"lr": 0.05, "max_grad_norm": 1.0}, torch.bfloat16),
 }
 
 

@@ -33,6 +33,8 @@ HELP = {
     "excluded_lr_scale": "LR of biases and normalization, as a multiple of the target LR",
     "weight_decay": "weight decay",
     "momentum": "momentum (LARS, TVLARS, SGD)",
+    "trust_clip": "LARS/TVLARS: cap each layer's rate at the LR (LARC: trust = min(trust/lr, 1))",
+    "max_grad_norm": "LAMB: divide all gradients by max(G / this, 1), G their global norm",
     "seed": "seed of weights, data order and augmentation",
     "threads": "CPU threads for this process",
     "precision": "fp32 (default), bf16 or fp16 autocast",

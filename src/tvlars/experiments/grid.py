@@ -36,6 +36,13 @@ METHODS: dict[str, tuple[str, str]] = {
 #: The lambda a cell records when its method never reads it, so that such a cell has one
 #: run id whatever lambdas the sweep lists (RunConfig's default).
 UNUSED_LAMBDA = RunConfig().lmbda
+#: Base keys (``[base]``, ``--set``) that only some optimizers have: a cell of another
+#: optimizer runs without them, so that one grid may clip its LARS-type cells' trust
+#: ratios and its LAMB cells' gradients, and its other cells keep their run ids.
+OPTIMIZER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "trust_clip": ("lars", "tvlars"),
+    "max_grad_norm": ("lamb",),
+}
 
 
 def method_settings(method: str) -> tuple[str, str]:
@@ -185,13 +192,18 @@ def _method_cells(spec, task, dataset, batch_size, lr, method) -> list[Cell]:
         decays += [(UNUSED_LAMBDA, k) for k in spec.tv_decays]
     else:
         decays = [(UNUSED_LAMBDA, None)]
+    base = {
+        key: value
+        for key, value in spec.base.items()
+        if optimizer in OPTIMIZER_OPTIONS.get(key, (optimizer,))
+    }
     cells = []
     for lmbda, tv_decay in decays:
         for init in spec.inits:
             for scale in spec.excluded_lr_scales:
                 for seed in spec.seeds:
                     values = {
-                        **spec.base,
+                        **base,
                         "dataset": dataset,
                         "init": init,
                         "optimizer": optimizer,

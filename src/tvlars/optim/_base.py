@@ -29,6 +29,12 @@ from tvlars.optim._paths import (
 from tvlars.optim._sharded import ShardedLayers, is_dtensor
 from tvlars.optim._stats import LayerStats
 
+#: One param group's part of a step: the group, its parameters that have a gradient, their
+#: gradients and states, and their ``ShardedLayers`` (``None`` when none is a DTensor).
+Gathered = tuple[
+    dict[str, Any], list[Tensor], list[Tensor], list[dict[str, Any]], ShardedLayers | None
+]
+
 
 def require(condition: bool, name: str, value: Any, rule: str) -> None:
     """Raise ``ValueError`` naming the argument, its value and the rule it broke."""
@@ -98,6 +104,12 @@ class LayerStatsCollector:
         self._chunks: list[
             tuple[Tensor, torch.dtype] | tuple[list[Tensor], list[Tensor], list[Tensor]]
         ] = []
+        self._grad_clip: tuple[Tensor, Tensor] | None = None
+
+    def add_grad_clip(self, global_grad_norm: Tensor, clip_factor: Tensor) -> None:
+        """The step's global gradient norm G and the factor max(G/c, 1) it divided every
+        gradient by (LAMB's ``max_grad_norm``), 0-d tensors."""
+        self._grad_clip = (global_grad_norm, clip_factor)
 
     def add(
         self,
@@ -124,6 +136,12 @@ class LayerStatsCollector:
         self._lr.extend([lr] * len(params))
 
     def finish(self) -> LayerStats:
+        stats = self._finish_layers()
+        if self._grad_clip is not None:
+            stats.global_grad_norm, stats.clip_factor = self._grad_clip
+        return stats
+
+    def _finish_layers(self) -> LayerStats:
         chunks = self._chunks
         stacked = [chunk for chunk in chunks if isinstance(chunk[0], Tensor)]
         dtypes = {dtype for _, dtype in stacked}
@@ -251,34 +269,11 @@ class LayerwiseOptimizer(Optimizer):
                 loss = closure()
 
         collector = LayerStatsCollector() if self.record_layer_stats else None
+        gathered = [self._gather(group) for group in self.param_groups]
+        self._before_update(gathered, collector)
         paths: list[str | None] = []
-        for group in self.param_groups:
+        for group, params, grads, states, sharded in gathered:
             path = None
-            params, grads, states = [], [], []
-            for param in group["params"]:
-                grad = param.grad
-                if grad is None:
-                    continue
-                if grad.is_sparse:
-                    raise RuntimeError(
-                        f"{type(self).__name__} does not support sparse gradients: the trust "
-                        "ratio needs the whole gradient's norm. Use a dense embedding "
-                        "(sparse=False) or a sparse optimizer such as torch.optim.SparseAdam."
-                    )
-                if param.is_complex():
-                    raise RuntimeError(f"{type(self).__name__} does not support complex parameters")
-                state = self.state[param]
-                if not state:
-                    self._init_state(param, state, group)
-                params.append(param)
-                grads.append(grad)
-                states.append(state)
-            sharded = None
-            if params:
-                previous = self._sharded_layers.get(id(group))
-                sharded = ShardedLayers.of(params, grads, previous)
-                if sharded is not None:
-                    self._sharded_layers[id(group)] = sharded
             if sharded is not None:
                 adapted = adapted_flags(params, group)
                 path = self._sharded_path(group, params, grads, sharded)
@@ -304,6 +299,42 @@ class LayerwiseOptimizer(Optimizer):
         self.last_step_paths = tuple(paths)
         self.layer_stats = collector.finish() if collector is not None else None
         return loss
+
+    def _gather(self, group: dict[str, Any]) -> Gathered:
+        """A group's parameters that have gradients, their gradients and states (made on
+        first sight), and their :class:`ShardedLayers` when some are DTensors."""
+        params, grads, states = [], [], []
+        for param in group["params"]:
+            grad = param.grad
+            if grad is None:
+                continue
+            if grad.is_sparse:
+                raise RuntimeError(
+                    f"{type(self).__name__} does not support sparse gradients: the trust "
+                    "ratio needs the whole gradient's norm. Use a dense embedding "
+                    "(sparse=False) or a sparse optimizer such as torch.optim.SparseAdam."
+                )
+            if param.is_complex():
+                raise RuntimeError(f"{type(self).__name__} does not support complex parameters")
+            state = self.state[param]
+            if not state:
+                self._init_state(param, state, group)
+            params.append(param)
+            grads.append(grad)
+            states.append(state)
+        sharded = None
+        if params:
+            previous = self._sharded_layers.get(id(group))
+            sharded = ShardedLayers.of(params, grads, previous)
+            if sharded is not None:
+                self._sharded_layers[id(group)] = sharded
+        return group, params, grads, states, sharded
+
+    def _before_update(
+        self, gathered: list[Gathered], collector: LayerStatsCollector | None
+    ) -> None:
+        """Work on the whole step's gradients before any group is updated (LAMB's global
+        gradient norm); nothing by default."""
 
     @staticmethod
     def _sharded_path(group, params, grads, sharded: ShardedLayers) -> str:

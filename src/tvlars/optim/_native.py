@@ -64,14 +64,15 @@ class NativeKernels:
             lars.argtypes = [ctypes.c_int64, p, p, p, p, p, p, ctypes.c_int64, ctypes.c_int64, p]
             lars.restype = None
             lamb = getattr(library, f"tvlars_lamb_{suffix}")
-            lamb.argtypes = [ctypes.c_int64, p, p, p, p, p, p, p, ctypes.c_int64, p]
+            # The last argument, a float64 gradient scale or null, is ignored by older builds.
+            lamb.argtypes = [ctypes.c_int64, p, p, p, p, p, p, p, ctypes.c_int64, p, p]
             lamb.restype = None
             # Builds of older sources (kernel_ab.py loads them to compare) lack the entry
             # points below.
             optional = {
                 "norms": [ctypes.c_int64, p, p, p, ctypes.c_double, ctypes.c_int64, p],
                 "lars_apply": [ctypes.c_int64, p, p, p, p, p, p, p, ctypes.c_int64, ctypes.c_int64],
-                "lamb_moments": [ctypes.c_int64, p, p, p, p, p, p, p, ctypes.c_int64, p],
+                "lamb_moments": [ctypes.c_int64, p, p, p, p, p, p, p, ctypes.c_int64, p, p],
                 "lamb_apply": [ctypes.c_int64, p, p, p, p, p, p, p, ctypes.c_int64],
             }
             for name, argtypes in optional.items():
@@ -92,8 +93,9 @@ class NativeKernels:
         """One LARS/TVLARS step over ``params`` (one dtype, contiguous CPU tensors).
 
         ``values``: lr, eta*scale, momentum, weight decay, excluded scale, norm clamp (NaN:
-        none). Returns an (adapted layers, 3) float64 tensor: |w|, |g + wd*w| and the trust
-        ratio of each adapted layer, in order."""
+        none), trust clip (1.0: LARC's ``min(trust/lr, 1)``; 0.0: none). Returns an
+        (adapted layers, 3) float64 tensor: |w|, |g + wd*w| and the trust ratio (as
+        applied) of each adapted layer, in order."""
         count = len(params)
         stats = torch.empty((sum(adapted), 3), dtype=torch.float64)
         kernel = getattr(self._library, f"tvlars_lars_{_SUFFIX[params[0].dtype]}")
@@ -115,14 +117,24 @@ class NativeKernels:
         exp_avg_sqs: Sequence[Tensor],
         adapted: Sequence[bool],
         values: Sequence[float],
+        grad_scale: Tensor | None = None,
     ) -> Tensor:
         """One LAMB step. ``values``: lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2, eps,
-        weight decay, clamp low, clamp high (NaN: none). Returns stats as :meth:`lars`."""
+        weight decay, clamp low, clamp high (NaN: none). ``grad_scale``: a one-element
+        CPU tensor that every gradient is multiplied by first (global gradient clipping; read
+        by the kernel, not here), or ``None``. Returns stats as :meth:`lars`."""
         count = len(params)
         stats = torch.empty((sum(adapted), 3), dtype=torch.float64)
         kernel = getattr(self._library, f"tvlars_lamb_{_SUFFIX[params[0].dtype]}")
         arrays = _lamb_arrays(params, grads, exp_avgs, exp_avg_sqs, adapted, values)
-        kernel(count, *map(_address, arrays), torch.get_num_threads(), stats.data_ptr())
+        scale = _kernel_scale(grad_scale)  # held for the call
+        kernel(
+            count,
+            *map(_address, arrays),
+            torch.get_num_threads(),
+            stats.data_ptr(),
+            None if scale is None else scale.data_ptr(),
+        )
         return stats
 
     def norms(self, params: Sequence[Tensor], grads: Sequence[Tensor], weight_decay: float):
@@ -176,15 +188,23 @@ class NativeKernels:
         exp_avg_sqs: Sequence[Tensor],
         adapted: Sequence[bool],
         values: Sequence[float],
+        grad_scale: Tensor | None = None,
     ) -> Tensor:
         """The first pass of :meth:`lamb`: excluded layers updated whole, adapted layers'
         moments updated. Returns an (adapted layers, 2) float64 tensor of the sums of
         squares of w and of u = Adam direction + wd*w (``values`` as :meth:`lamb`'s first
-        seven)."""
+        seven, ``grad_scale`` as :meth:`lamb`'s)."""
         sums = torch.empty((sum(adapted), 2), dtype=torch.float64)
         kernel = getattr(self._library, f"tvlars_lamb_moments_{_SUFFIX[params[0].dtype]}")
         arrays = _lamb_arrays(params, grads, exp_avgs, exp_avg_sqs, adapted, values)
-        kernel(len(params), *map(_address, arrays), torch.get_num_threads(), sums.data_ptr())
+        scale = _kernel_scale(grad_scale)  # held for the call
+        kernel(
+            len(params),
+            *map(_address, arrays),
+            torch.get_num_threads(),
+            sums.data_ptr(),
+            None if scale is None else scale.data_ptr(),
+        )
         return sums
 
     def lamb_apply(
@@ -300,6 +320,14 @@ def _check_state(params: Sequence[Tensor], states: Sequence[Tensor]) -> None:
             f"{tuple(param.shape)}, strides {state.stride()} vs {param.stride()}); pass "
             "fused='compile' or foreach=True"
         )
+
+
+def _kernel_scale(grad_scale: Tensor | None) -> Tensor | None:
+    """The gradient scale as the kernels read it: one float64 in CPU memory (the kernel
+    reads the value itself, so the host never waits for it here)."""
+    if grad_scale is None:
+        return None
+    return grad_scale.to(device="cpu", dtype=torch.float64).reshape(1).contiguous()
 
 
 def _pointers(tensors: Sequence[Tensor]) -> array.array:
@@ -444,10 +472,11 @@ def lamb_group(
     values: Sequence[float],
     collector,
     lr: float,
+    grad_scale: Tensor | None = None,
 ) -> None:
     """A LAMB step of one param group (see :meth:`NativeKernels.lamb`)."""
     _step_by_dtype(
-        lambda *chunk: kernels().lamb(*chunk, values),
+        lambda *chunk: kernels().lamb(*chunk, values, grad_scale),
         (params, grads, exp_avgs, exp_avg_sqs, adapted),
         collector,
         lr,

@@ -308,7 +308,16 @@ inline void write_stats(const Work &work, C weight_norm, C direction_norm, C tru
   stats[3 * work.stats_row + 2] = trust;
 }
 
-// values: lr, eta*scale, momentum, weight decay, excluded scale, norm clamp (NaN: none).
+// LARC's clip of a trust ratio at the LR (trust_clip): min(trust / lr, 1), and 1 where
+// lr = 0. A NaN ratio stays NaN, as torch's clamp leaves it.
+template <typename C> inline C clip_to_lr(C trust, C lr) {
+  if (!(lr > 0)) return C(1);
+  const C ratio = C(trust / lr);
+  return ratio > C(1) ? C(1) : ratio;
+}
+
+// values: lr, eta*scale, momentum, weight decay, excluded scale, norm clamp (NaN: none),
+// trust clip (0 or 1).
 // stats: one row |w|, |g + wd*w|, trust per adapted layer, in layer order (excluded layers
 // have none, so telemetry takes the rows as they are).
 template <typename T>
@@ -319,6 +328,7 @@ void lars_step(int64_t layers, void *const *weights, void *const *grads, void *c
   const C lr = C(values[0]), coefficient = C(values[1]), mu = C(values[2]);
   const C wd = C(values[3]), excluded_scale = C(values[4]);
   const double clamp = values[5];
+  const bool trust_clip = values[6] != 0.0;
   Partials partials(layers, threads);
 
   for_each_share<T>(layers, numels, adapted, threads, [&](const Work &work) {
@@ -340,7 +350,8 @@ void lars_step(int64_t layers, void *const *weights, void *const *grads, void *c
       w_used = std::fmin(w_used, C(clamp));
       d_used = std::fmin(d_used, C(clamp));
     }
-    const C trust = (w_used > 0 && d_used > 0) ? C(C(coefficient * w_used) / d_used) : C(1);
+    C trust = (w_used > 0 && d_used > 0) ? C(C(coefficient * w_used) / d_used) : C(1);
+    if (trust_clip) trust = clip_to_lr(trust, lr);
     write_stats(work, weight_norm, direction_norm, trust, stats);
     update_backwards<T, true>(w, g, buffer, work.share, trust, wd, lr, mu, momentum);
   });
@@ -395,15 +406,18 @@ void norms_step(int64_t layers, void *const *weights, void *const *grads, const 
 
 // LAMB's per-step constants. Passed by value into the loops below: copies the compiler
 // knows no store can alias, which keeps the loops vectorized.
+// grad_scale: 1 / max(G / max_grad_norm, 1) of LAMB's global gradient clipping, read only by
+// the Clip instantiations of the loops below (the others leave g as it is).
 template <typename C> struct LambValues {
   C lr, bias_correction1, bias_correction2, beta1, beta2, one_minus_beta1, one_minus_beta2;
-  C eps, wd;
+  C eps, wd, grad_scale;
 };
 
 // values: lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2, eps, weight decay.
-template <typename C> LambValues<C> lamb_values(const double *values) {
-  return {C(values[0]), C(values[1]),       C(values[2]),       C(values[3]), C(values[4]),
-          C(1.0 - values[3]), C(1.0 - values[4]), C(values[5]), C(values[6])};
+template <typename C> LambValues<C> lamb_values(const double *values, double grad_scale) {
+  return {C(values[0]),        C(values[1]),        C(values[2]), C(values[3]),
+          C(values[4]),        C(1.0 - values[3]),  C(1.0 - values[4]),
+          C(values[5]),        C(values[6]),        C(grad_scale)};
 }
 
 // Adam's direction mh / (sqrt(vh) + eps) from the moments as stored, so that both passes of
@@ -415,28 +429,30 @@ inline C adam_direction(const T *m, const T *v, int64_t i, const LambValues<C> &
   return rounded<T, C>(mh / rounded<T, C>(vh + h.eps));
 }
 
-// m <- beta1*m + (1 - beta1)*g and v <- beta2*v + (1 - beta2)*g*g, in place.
-template <typename T, typename C>
+// m <- beta1*m + (1 - beta1)*g and v <- beta2*v + (1 - beta2)*g*g, in place; with Clip,
+// g is first multiplied by the global clip's scale (rounded as the tensor g * scale is).
+// Clip is a template argument, not a run-time flag, for the reason apply_update's Decay is.
+template <typename T, bool Clip, typename C>
 inline void update_moments(const T *g, T *m, T *v, int64_t i, const LambValues<C> &h) {
-  const C gi = load(g, i);
+  const C gi = Clip ? rounded<T, C>(load(g, i) * h.grad_scale) : load(g, i);
   store(m, i, rounded<T, C>(h.beta1 * load(m, i)) + rounded<T, C>(h.one_minus_beta1 * gi));
   const C g2 = rounded<T, C>(rounded<T, C>(h.one_minus_beta2 * gi) * gi);
   store(v, i, rounded<T, C>(h.beta2 * load(v, i)) + g2);
 }
 
 // An excluded layer in one pass: moments, then w <- w - lr * Adam direction.
-template <typename T, typename C>
+template <typename T, bool Clip, typename C>
 void lamb_excluded(T *w, const T *g, T *m, T *v, Share share, LambValues<C> h) {
 #pragma omp simd
   for (int64_t i = share.begin; i < share.end; ++i) {
-    update_moments(g, m, v, i, h);
+    update_moments<T, Clip>(g, m, v, i, h);
     store(w, i, load(w, i) - rounded<T, C>(h.lr * adam_direction(m, v, i, h)));
   }
 }
 
 // An adapted layer's first pass: moments, and the square sums of w and of the direction
 // u = Adam direction + wd*w.
-template <typename T, typename C>
+template <typename T, bool Clip, typename C>
 void lamb_moments_and_square_sums(const T *w, const T *g, T *m, T *v, Share share,
                                   LambValues<C> h, double *sums) {
   // One walk: this pass is bound by its divisions and square roots more than by memory,
@@ -444,7 +460,7 @@ void lamb_moments_and_square_sums(const T *w, const T *g, T *m, T *v, Share shar
   double weight_sq = 0.0, direction_sq = 0.0;
 #pragma omp simd reduction(+ : weight_sq, direction_sq)
   for (int64_t i = share.begin; i < share.end; ++i) {
-    update_moments(g, m, v, i, h);
+    update_moments<T, Clip>(g, m, v, i, h);
     const C wi = load(w, i);
     const C u = rounded<T, C>(adam_direction(m, v, i, h) + rounded<T, C>(h.wd * wi));
     weight_sq += double(wi) * double(wi);
@@ -469,7 +485,7 @@ void lamb_apply(T *w, const T *m, const T *v, int64_t begin, int64_t end, C step
 // The first pass of a LAMB step over one thread's work: an excluded layer updated whole
 // (returns false); an adapted layer's moments updated and its layer's sums of squares of w
 // and u in sums (returns true; on every thread of a split layer).
-template <typename T, typename C>
+template <typename T, bool Clip, typename C>
 bool lamb_first_pass(const Work &work, void *const *weights, void *const *grads,
                      void *const *exp_avgs, void *const *exp_avg_sqs, const uint8_t *adapted,
                      const LambValues<C> &h, Partials &partials, double *sums) {
@@ -478,30 +494,30 @@ bool lamb_first_pass(const Work &work, void *const *weights, void *const *grads,
   T *m = static_cast<T *>(exp_avgs[work.layer]);
   T *v = static_cast<T *>(exp_avg_sqs[work.layer]);
   if (!adapted[work.layer]) {
-    lamb_excluded(w, g, m, v, work.share, h);
+    lamb_excluded<T, Clip>(w, g, m, v, work.share, h);
     return false;
   }
   double share_sums[2];
-  lamb_moments_and_square_sums(w, g, m, v, work.share, h, share_sums);
+  lamb_moments_and_square_sums<T, Clip>(w, g, m, v, work.share, h, share_sums);
   layer_square_sums(partials, work, share_sums, sums);
   return true;
 }
 
 // values: lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2, eps, weight decay, clamp low, clamp
 // high (NaN: no clamp). stats as in lars_step, with |u| for the direction norm. Threads
-// share the work as in lars_step.
-template <typename T>
+// share the work as in lars_step. Clip: g multiplied by grad_scale (see update_moments).
+template <typename T, bool Clip>
 void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *const *exp_avgs,
                void *const *exp_avg_sqs, const int64_t *numels, const uint8_t *adapted,
-               const double *values, int64_t threads, double *stats) {
+               const double *values, double grad_scale, int64_t threads, double *stats) {
   using C = typename Compute<T>::type;
-  const LambValues<C> h = lamb_values<C>(values);
+  const LambValues<C> h = lamb_values<C>(values, grad_scale);
   const double clamp_low = values[7], clamp_high = values[8];
   Partials partials(layers, threads);
 
   for_each_share<T>(layers, numels, adapted, threads, [&](const Work &work) {
     double sums[2];
-    if (!lamb_first_pass<T>(work, weights, grads, exp_avgs, exp_avg_sqs, adapted, h, partials,
+    if (!lamb_first_pass<T, Clip>(work, weights, grads, exp_avgs, exp_avg_sqs, adapted, h, partials,
                             sums))
       return;
     T *w = static_cast<T *>(weights[work.layer]);
@@ -522,18 +538,18 @@ void lamb_step(int64_t layers, void *const *weights, void *const *grads, void *c
 // lamb_step's first pass alone: every excluded layer updated whole; the moments of every
 // adapted layer updated and its sums of squares of w and u written to sums (one row per
 // adapted layer, in layer order), w left as it is. For layers sharded across processes.
-template <typename T>
+template <typename T, bool Clip>
 void lamb_moments_step(int64_t layers, void *const *weights, void *const *grads,
                        void *const *exp_avgs, void *const *exp_avg_sqs, const int64_t *numels,
-                       const uint8_t *adapted, const double *values, int64_t threads,
-                       double *sums) {
+                       const uint8_t *adapted, const double *values, double grad_scale,
+                       int64_t threads, double *sums) {
   using C = typename Compute<T>::type;
-  const LambValues<C> h = lamb_values<C>(values);
+  const LambValues<C> h = lamb_values<C>(values, grad_scale);
   Partials partials(layers, threads);
 
   for_each_share<T>(layers, numels, adapted, threads, [&](const Work &work) {
     double layer_sums[2];
-    if (!lamb_first_pass<T>(work, weights, grads, exp_avgs, exp_avg_sqs, adapted, h, partials,
+    if (!lamb_first_pass<T, Clip>(work, weights, grads, exp_avgs, exp_avg_sqs, adapted, h, partials,
                             layer_sums))
       return;
     if (work.split && work.part != 0) return;
@@ -550,7 +566,7 @@ void lamb_apply_step(int64_t layers, void *const *weights, void *const *exp_avgs
                      void *const *exp_avg_sqs, const int64_t *numels, const uint8_t *adapted,
                      const double *values, const double *trusts, int64_t threads) {
   using C = typename Compute<T>::type;
-  const LambValues<C> h = lamb_values<C>(values);
+  const LambValues<C> h = lamb_values<C>(values, 1.0);
 
   for_each_share<T>(layers, numels, adapted, threads, [&](const Work &work) {
     if (!adapted[work.layer]) return;
@@ -562,6 +578,13 @@ void lamb_apply_step(int64_t layers, void *const *weights, void *const *exp_avgs
       lamb_apply(w, m, v, begin, end, step, h);
     });
   });
+}
+
+// The global clip's scale as the kernels take it: grad_scale (a float64 on the host, or
+// null for no clipping), and whether multiplying by it changes anything (a scale of 1
+// leaves every g as it is, so the loops without the multiplication give the same bits).
+inline bool scales(const double *grad_scale) {
+  return grad_scale != nullptr && *grad_scale != 1.0;
 }
 
 }  // namespace
@@ -577,9 +600,14 @@ void lamb_apply_step(int64_t layers, void *const *weights, void *const *exp_avgs
   extern "C" void tvlars_lamb_##SUFFIX(int64_t layers, void *const *weights, void *const *grads,  \
                                        void *const *exp_avgs, void *const *exp_avg_sqs,           \
                                        const int64_t *numels, const uint8_t *adapted,             \
-                                       const double *values, int64_t threads, double *stats) {    \
-    lamb_step<T>(layers, weights, grads, exp_avgs, exp_avg_sqs, numels, adapted, values, threads, \
-                 stats);                                                                          \
+                                       const double *values, int64_t threads, double *stats,      \
+                                       const double *grad_scale) {                                \
+    if (scales(grad_scale))                                                                       \
+      lamb_step<T, true>(layers, weights, grads, exp_avgs, exp_avg_sqs, numels, adapted, values,  \
+                         *grad_scale, threads, stats);                                            \
+    else                                                                                          \
+      lamb_step<T, false>(layers, weights, grads, exp_avgs, exp_avg_sqs, numels, adapted, values, \
+                          1.0, threads, stats);                                                   \
   }                                                                                               \
   extern "C" void tvlars_norms_##SUFFIX(int64_t layers, void *const *weights, void *const *grads, \
                                         const int64_t *numels, double weight_decay,               \
@@ -596,9 +624,13 @@ void lamb_apply_step(int64_t layers, void *const *weights, void *const *exp_avgs
   extern "C" void tvlars_lamb_moments_##SUFFIX(                                                   \
       int64_t layers, void *const *weights, void *const *grads, void *const *exp_avgs,            \
       void *const *exp_avg_sqs, const int64_t *numels, const uint8_t *adapted,                    \
-      const double *values, int64_t threads, double *sums) {                                      \
-    lamb_moments_step<T>(layers, weights, grads, exp_avgs, exp_avg_sqs, numels, adapted, values,  \
-                         threads, sums);                                                          \
+      const double *values, int64_t threads, double *sums, const double *grad_scale) {            \
+    if (scales(grad_scale))                                                                       \
+      lamb_moments_step<T, true>(layers, weights, grads, exp_avgs, exp_avg_sqs, numels, adapted,  \
+                                 values, *grad_scale, threads, sums);                             \
+    else                                                                                          \
+      lamb_moments_step<T, false>(layers, weights, grads, exp_avgs, exp_avg_sqs, numels, adapted, \
+                                  values, 1.0, threads, sums);                                    \
   }                                                                                               \
   extern "C" void tvlars_lamb_apply_##SUFFIX(                                                     \
       int64_t layers, void *const *weights, void *const *exp_avgs, void *const *exp_avg_sqs,      \

@@ -178,6 +178,11 @@ class ShardedLayers:
     def local(tensors: Sequence[Tensor | None]) -> list[Tensor | None]:
         return [_local(t) if t is not None and is_dtensor(t) else t for t in tensors]
 
+    def reduction(self, index: int) -> tuple:
+        """How the shards' sums of the group's layer ``index`` are added up: a key for
+        :func:`summed_over` (``()``: a plain or everywhere-replicated tensor, nothing to add)."""
+        return self._reductions[index]
+
     def _positions_by_reduction(self, indices: Sequence[int]) -> dict[tuple, list[int]]:
         """The positions in ``indices`` of the layers of each way of adding up shards, in
         order of first appearance (the same on every process)."""
@@ -228,6 +233,12 @@ class ShardedLayers:
             else:
                 sums[rows] = _sum_over(sums[rows], *reduction)
         return sums
+
+
+def summed_over(sums: Tensor, reduction: tuple) -> Tensor:
+    """``sums`` of local shards added up over the processes as ``reduction`` (a
+    :meth:`ShardedLayers.reduction`) says; ``sums`` itself for ``()``."""
+    return _sum_over(sums, *reduction) if reduction else sums
 
 
 def _sum_over(sums: Tensor, device_type: str, groups: tuple) -> Tensor:

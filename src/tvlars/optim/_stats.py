@@ -28,6 +28,10 @@ class LayerStats:
     - ``dtype``: the dtype of the lists' values when they are made from ``stacked``
       (float32 for float32 and bfloat16 parameters, as the other paths report them).
 
+    - ``global_grad_norm``, ``clip_factor``: with LAMB's ``max_grad_norm`` set, the norm
+      ``G`` of all of the step's gradients together and the factor ``max(G / c, 1)`` that
+      every gradient was divided by (0-d tensors); ``None`` otherwise.
+
     The three lists are lists of 0-d tensors. A step that provides only ``stacked`` leaves
     them to be made from it on first access, since converting and splitting a tensor into
     0-d views costs more than the recorder's whole row.
@@ -51,6 +55,8 @@ class LayerStats:
         self.stacked = stacked
         self.dtype = stacked.dtype if dtype is None and stacked is not None else dtype
         self._lists = None if any(values is None for values in lists) else lists
+        self.global_grad_norm: Tensor | None = None
+        self.clip_factor: Tensor | None = None
 
     def _columns(self) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         if self._lists is None:

@@ -2,6 +2,7 @@
 
 For a parameter tensor ``w`` with gradient ``g``, at step count ``s = t + 1``::
 
+    g = g / max(G / c, 1)    with max_grad_norm = c: G is the norm of all gradients together
     m = b1*m + (1-b1)*g;   v = b2*v + (1-b2)*g*g
     mh, vh = m/(1-b1^s), v/(1-b2^s)       (without bias correction: m, v)
     u = mh / (sqrt(vh) + eps)
@@ -22,7 +23,8 @@ from torch import Tensor
 from torch.autograd.graph import increment_version
 
 from tvlars.optim import _native
-from tvlars.optim._base import LayerwiseOptimizer, require
+from tvlars.optim._base import Gathered, LayerStatsCollector, LayerwiseOptimizer, require
+from tvlars.optim._grad_clip import clip_factor, global_grad_norm
 from tvlars.optim._multi_tensor import (
     Scratch,
     chunks,
@@ -60,9 +62,12 @@ def lamb_tensor(
     *,
     weight_norm_clamp: tuple[float, float] | None,
     adapted: bool,
+    grad_scale: Tensor | None = None,
 ):
     """One layer of LAMB. ``values`` holds ``(lr, 1 - beta1^s, 1 - beta2^s, beta1, beta2,
-    eps, weight_decay)``. Returns ``(|w|, |u|, trust)`` for adapted layers, else ``None``.
+    eps, weight_decay)``; ``grad_scale`` (global gradient clipping) the 0-d tensor
+    ``1 / max(G/c, 1)`` that ``g`` is multiplied by first. Returns ``(|w|, |u|, trust)`` for
+    adapted layers, else ``None``.
 
     This function is both the single-tensor reference path (called eagerly, ``values`` a
     tuple of floats) and, through ``torch.compile``, the fused path (``values`` one device
@@ -70,6 +75,8 @@ def lamb_tensor(
     """
     lr, bias_correction1, bias_correction2 = values[0], values[1], values[2]
     beta1, beta2, eps, weight_decay = values[3], values[4], values[5], values[6]
+    if grad_scale is not None:
+        grad = grad * grad_scale
     exp_avg.mul_(beta1).add_((1 - beta1) * grad)
     exp_avg_sq.mul_(beta2).add_((1 - beta2) * grad * grad)
     direction = (exp_avg / bias_correction1) / ((exp_avg_sq / bias_correction2).sqrt() + eps)
@@ -103,6 +110,7 @@ def lamb_foreach(
     scratch: Scratch | None = None,
     bias_step: float = math.inf,
     norm_pairs: NormPairs = local_norm_pairs,
+    grad_scale: Tensor | None = None,
 ):
     """Multi-tensor form of :func:`lamb_tensor` for tensors of one device and dtype.
 
@@ -110,8 +118,11 @@ def lamb_foreach(
     and where torch's fused Adam kernel can take the tensors it makes Adam's direction in
     one pass (``bias_step``: the step count s of the bias corrections, ``math.inf`` for
     none; it must match ``bias_correction1/2``). ``norm_pairs`` takes the layer norms
-    (of local shards, it adds them up across processes).
+    (of local shards, it adds them up across processes). ``grad_scale``: as in
+    :func:`lamb_tensor` (the gradients are scaled into new tensors, or ``scratch``).
     """
+    if grad_scale is not None:
+        grads = _scaled(grads, grad_scale, scratch)
     if scratch is not None:
         negated = negated_adam_directions(
             scratch, grads, exp_avgs, exp_avg_sqs, bias_step, beta1, beta2, eps
@@ -139,6 +150,17 @@ def lamb_foreach(
     return _lamb_update(
         params, directions, 1, lr, weight_decay, weight_norm_clamp, adapted, norm_pairs
     )
+
+
+def _scaled(grads: list[Tensor], scale: Tensor, scratch: Scratch | None) -> list[Tensor]:
+    """``g * scale`` of each gradient (never in place: ``p.grad`` is the caller's), a
+    large layer's in ``scratch`` memory (slot 2: the Adam direction's temporaries take 0
+    and 1), a chunk of small ones in fresh tensors by one foreach call."""
+    if scratch is None or len(grads) > 1:
+        return list(torch._foreach_mul(grads, scale))
+    scaled = scratch.like(grads, slot=2)
+    torch.mul(grads[0], scale, out=scaled[0])
+    return scaled
 
 
 def _lamb_update(
@@ -183,6 +205,13 @@ class LAMB(LayerwiseOptimizer):
         bias_correction: divide the moments by ``1 - beta^s``.
         weight_norm_clamp: ``(lo, hi)`` clamp of ``|w|`` in the ratio (authors: (0, 10)).
         exclude_1d, foreach, fused: as in :class:`~tvlars.optim.lars.LARS`.
+        max_grad_norm: global gradient clipping (as in the BERT recipes): before the
+            moments, every gradient is divided by ``max(G / max_grad_norm, 1)``, ``G``
+            the norm of all the step's gradients together (every group; over DTensor
+            shards, the whole layers'). One value for the whole optimizer; ``None`` (the
+            default) clips nothing. Under ``ZeroRedundancyOptimizer`` each process's LAMB
+            holds only some parameters, so its ``G`` would be part of the norm: there clip
+            with ``torch.nn.utils.clip_grad_norm_`` before the step instead.
     """
 
     def __init__(
@@ -196,6 +225,7 @@ class LAMB(LayerwiseOptimizer):
         weight_norm_clamp: tuple[float, float] | None = None,
         exclude_1d: bool = True,
         *,
+        max_grad_norm: float | None = None,
         foreach: bool | None = None,
         fused: bool | str | None = None,
     ) -> None:
@@ -207,13 +237,22 @@ class LAMB(LayerwiseOptimizer):
             bias_correction=bias_correction,
             weight_norm_clamp=None if weight_norm_clamp is None else tuple(weight_norm_clamp),
             exclude_1d=exclude_1d,
+            max_grad_norm=max_grad_norm,
         )
+        self._grad_clip_scale: Tensor | None = None  # this step's, see _before_update
         super().__init__(params, defaults, foreach=foreach, fused=fused)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._grad_clip_scale = None
+        for group in self.param_groups:
+            group.setdefault("max_grad_norm", None)  # a state saved before the option existed
 
     @classmethod
     def official(cls, params, lr: float, weight_decay: float = 5e-4, **kwargs) -> LAMB:
         """The arithmetic of the TVLARS authors' published LAMB: no bias correction,
-        ``|w|`` clamped into [0, 10], every parameter adapted, ``eps=1e-6``."""
+        ``|w|`` clamped into [0, 10], every parameter adapted, ``eps=1e-6``. Other keywords
+        (``max_grad_norm``, ``betas``, ``foreach``, ``fused``...) pass through."""
         return cls(
             params,
             lr=lr,
@@ -239,6 +278,54 @@ class LAMB(LayerwiseOptimizer):
             clamp,
             "None or (lo, hi) with 0 <= lo <= hi",
         )
+        max_norm = group["max_grad_norm"]
+        is_number = isinstance(max_norm, (int, float)) and not isinstance(max_norm, bool)
+        require(
+            max_norm is None or (is_number and 0.0 < max_norm < math.inf),
+            "max_grad_norm",
+            max_norm,
+            "None or a finite number > 0",
+        )
+        if self.param_groups and self.param_groups[0] is not group:
+            first = self.param_groups[0]["max_grad_norm"]
+            require(
+                max_norm == first,
+                "max_grad_norm",
+                max_norm,
+                f"the same in every param group ({first!r} in the first): the norm it "
+                "clips is that of all groups' gradients together",
+            )
+
+    def _before_update(
+        self, gathered: list[Gathered], collector: LayerStatsCollector | None
+    ) -> None:
+        """The global gradient clipping: ``G`` over every group's gradients and the factor
+        ``max(G / c, 1)``, whose reciprocal the groups' updates scale their gradients by
+        (one multiplication per element where a division would cost more: the same value
+        within a rounding)."""
+        self._grad_clip_scale = None
+        max_norm = self.param_groups[0]["max_grad_norm"]
+        if any(group["max_grad_norm"] != max_norm for group in self.param_groups[1:]):
+            raise ValueError(
+                "Invalid max_grad_norm: the param groups hold different values "
+                f"({[group['max_grad_norm'] for group in self.param_groups]}); it must be "
+                "the same in every group, as it clips the norm of all of them together"
+            )
+        parts = [(grads, sharded) for _, params, grads, _, sharded in gathered if params]
+        if max_norm is None or not parts:
+            return
+        norm = global_grad_norm(parts)
+        factor = clip_factor(norm, max_norm)
+        self._grad_clip_scale = factor.reciprocal()
+        if collector is not None:
+            collector.add_grad_clip(norm, factor)
+
+    def _grad_scale(self, device: torch.device) -> Tensor | None:
+        """This step's ``1 / max(G/c, 1)`` on ``device``, or ``None`` without clipping."""
+        scale = self._grad_clip_scale
+        if scale is None or scale.device == device:
+            return scale
+        return scale.to(device)
 
     def _init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
@@ -272,6 +359,7 @@ class LAMB(LayerwiseOptimizer):
         )
         exp_avgs = [state["exp_avg"] for state in states]
         exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+        grad_scale = self._grad_scale(params[0].device)
         norms: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
         reported = params  # telemetry names the parameters, not their local shards
         if sharded is not None and path in (FOREACH, NATIVE):
@@ -297,6 +385,7 @@ class LAMB(LayerwiseOptimizer):
                         norm_pairs=(
                             local_norm_pairs if sharded is None else sharded.norm_pairs(indices)
                         ),
+                        grad_scale=self._grad_scale(params[bucket[0]].device),
                         **options,
                     )
                     if results is not None:
@@ -307,13 +396,21 @@ class LAMB(LayerwiseOptimizer):
         if path == NATIVE and sharded is not None:
             self._native_sharded(
                 (params, grads, exp_avgs, exp_avg_sqs), adapted, values, group, sharded, collector,
-                reported,
+                reported, grad_scale,
             )  # fmt: skip
             return
         if path == NATIVE:
             clamp = group["weight_norm_clamp"] or (math.nan, math.nan)
             _native.lamb_group(
-                params, grads, exp_avgs, exp_avg_sqs, adapted, (*values, *clamp), collector, lr
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                adapted,
+                (*values, *clamp),
+                collector,
+                lr,
+                grad_scale,
             )
         elif path == FOREACH:
             foreach_over(excluded_idx, False)
@@ -337,6 +434,7 @@ class LAMB(LayerwiseOptimizer):
                     on_device[device],
                     weight_norm_clamp=group["weight_norm_clamp"],
                     adapted=True,
+                    grad_scale=self._grad_scale(device),
                 )
                 increment_version(params[i])
         else:
@@ -349,6 +447,7 @@ class LAMB(LayerwiseOptimizer):
                     values,
                     weight_norm_clamp=group["weight_norm_clamp"],
                     adapted=is_adapted,
+                    grad_scale=self._grad_scale(params[i].device),
                 )
                 if result is not None:
                     # DTensors' norms are DTensors holding each process's part: made whole
@@ -362,14 +461,18 @@ class LAMB(LayerwiseOptimizer):
             collector.add([reported[i] for i in order], weight_norms, direction_norms, trusts, lr)
 
     @staticmethod
-    def _native_sharded(tensors, adapted, values, group, sharded, collector, reported) -> None:
+    def _native_sharded(
+        tensors, adapted, values, group, sharded, collector, reported, grad_scale
+    ) -> None:
         """The native step of local shards (``tensors``: params, grads and the two moments):
         the first pass (moments, excluded layers whole, sums of squares), the sums added up
         over the processes, the ratios, the second pass. Telemetry names ``reported``."""
         params, grads, exp_avgs, exp_avg_sqs = tensors
         kernels = _native.kernels()
         adapted_idx = [i for i, a in enumerate(adapted) if a]
-        sums = kernels.lamb_moments(params, grads, exp_avgs, exp_avg_sqs, adapted, values)
+        sums = kernels.lamb_moments(
+            params, grads, exp_avgs, exp_avg_sqs, adapted, values, grad_scale
+        )
         norms = sharded.whole_square_sums(sums, adapted_idx).sqrt_()
         compute = torch.float64 if params[0].dtype == torch.float64 else torch.float32
         weight_norms, direction_norms = norms.to(compute).unbind(1)  # as the kernels round

@@ -4,6 +4,7 @@ For a parameter tensor ``w`` (one layer) with gradient ``g``::
 
     adapted:   g' = g + wd*w
                trust = eta * scale * |w| / |g'|     if |w| > 0 and |g'| > 0, else 1
+               trust = min(trust / lr, 1)  (lr = 0: 1)    with trust_clip (LARC)
                d = trust * g'
     excluded:  d = excluded_scale * g
 
@@ -113,6 +114,20 @@ def _trust_ratio(
     return torch.where((weight_norm > 0) & (direction_norm > 0), ratio, torch.ones_like(ratio))
 
 
+def clip_to_lr(trust: Tensor, lr) -> Tensor:
+    """LARC's clip of a trust ratio at the LR: ``min(trust / lr, 1)``, and 1 where ``lr = 0``
+    (apex's LARC ``clip=True``), so that a layer's rate ``lr * trust`` is at most ``lr``.
+
+    ``lr`` is a float (eager paths: decided on the host) or a 0-d device tensor (the fused
+    path, where it is one of the per-step values)."""
+    if isinstance(lr, Tensor):
+        clipped = (trust / lr).clamp(max=1.0)
+        return torch.where(lr > 0, clipped, torch.ones_like(clipped))
+    if lr > 0:
+        return (trust / lr).clamp_(max=1.0)
+    return torch.ones_like(trust)
+
+
 def lars_adapted_tensor(
     param: Tensor,
     grad: Tensor,
@@ -121,10 +136,12 @@ def lars_adapted_tensor(
     *,
     norm_clamp: float | None,
     nesterov: bool,
+    trust_clip: bool = False,
 ):
-    """One adapted layer: ``d = eta*scale*|w|/|g'| * g'`` with ``g' = g + wd*w``, then
-    momentum. ``values`` holds ``(lr, eta*scale, momentum, weight_decay)``. Returns
-    ``(|w|, |g'|, trust)`` as 0-d tensors, for telemetry.
+    """One adapted layer: ``d = eta*scale*|w|/|g'| * g'`` with ``g' = g + wd*w`` (the ratio
+    clipped to ``min(ratio/lr, 1)`` with ``trust_clip``), then momentum. ``values`` holds
+    ``(lr, eta*scale, momentum, weight_decay)``. Returns ``(|w|, |g'|, trust)`` as 0-d
+    tensors, for telemetry (trust as applied).
 
     This function is both the single-tensor reference path (called eagerly, ``values`` a
     tuple of floats) and, through ``torch.compile``, the fused path (``values`` one device
@@ -136,6 +153,8 @@ def lars_adapted_tensor(
     weight_norm = torch.linalg.vector_norm(param, dtype=accumulate)
     direction_norm = torch.linalg.vector_norm(direction, dtype=accumulate)
     trust = _trust_ratio(weight_norm, direction_norm, coefficient, norm_clamp)
+    if trust_clip:
+        trust = clip_to_lr(trust, lr)
     _apply_momentum(param, direction * trust, buffer, lr, momentum, nesterov)
     return weight_norm, direction_norm, trust
 
@@ -169,6 +188,7 @@ def lars_adapted_foreach(
     eta: float,
     norm_clamp: float | None,
     nesterov: bool,
+    trust_clip: bool = False,
     scratch: Scratch | None = None,
     norm_pairs: NormPairs = local_norm_pairs,
 ):
@@ -183,7 +203,10 @@ def lars_adapted_foreach(
         directions = list(grads)  # read only below: p.grad is never modified
     accumulate = norm_dtype(params[0].dtype)
     weight_norms, direction_norms = norm_pairs(params, directions, accumulate)
-    trusts = _trust_ratio(weight_norms, direction_norms, eta * scale, norm_clamp).unbind(0)
+    trusts = _trust_ratio(weight_norms, direction_norms, eta * scale, norm_clamp)
+    if trust_clip:
+        trusts = clip_to_lr(trusts, lr)
+    trusts = trusts.unbind(0)
     if weight_decay != 0:
         torch._foreach_mul_(directions, trusts)
         updates = directions
@@ -235,6 +258,7 @@ def lars_update_group(
     eta: float,
     norm_clamp: float | None,
     nesterov: bool,
+    trust_clip: bool,
     collector: LayerStatsCollector | None,
     per_step_values: Callable[[torch.device, tuple[float, ...]], Tensor],
     scratch: Scratch | None = None,
@@ -259,13 +283,14 @@ def lars_update_group(
         eta=eta,
         norm_clamp=norm_clamp,
         nesterov=nesterov,
+        trust_clip=trust_clip,
     )
     norms: dict[int, tuple[Tensor, Tensor, Tensor]] = {}
 
     if path == NATIVE:
         # One kernel call per dtype updates adapted and excluded layers alike.
         clamp = math.nan if norm_clamp is None else norm_clamp
-        values = (lr, eta * scale, momentum, weight_decay, excluded_scale, clamp)
+        values = (lr, eta * scale, momentum, weight_decay, excluded_scale, clamp, float(trust_clip))
         form = "none" if buffers[0] is None else "nesterov" if nesterov else "heavy_ball"
         if sharded is None:
             _native.lars_group(params, grads, buffers, adapted, values, form, collector, lr)
@@ -279,6 +304,8 @@ def lars_update_group(
         compute = torch.float64 if params[0].dtype == torch.float64 else torch.float32
         weight_norms, direction_norms = norms.to(compute).unbind(1)  # as the kernels round
         trusts = _trust_ratio(weight_norms, direction_norms, eta * scale, norm_clamp)
+        if trust_clip:
+            trusts = clip_to_lr(trusts, lr)
         kernels.lars_apply(params, grads, buffers, adapted, values, trusts, form)
         _native.bump_versions(params)
         if collector is not None:
@@ -343,13 +370,20 @@ def lars_update_group(
                 on_device[device],
                 norm_clamp=norm_clamp,
                 nesterov=nesterov,
+                trust_clip=trust_clip,
             )
             increment_version(params[i])
     else:
         values = (lr, eta * scale, momentum, weight_decay)
         for i in adapted_idx:
             norms[i] = lars_adapted_tensor(
-                params[i], grads[i], buffers[i], values, norm_clamp=norm_clamp, nesterov=nesterov
+                params[i],
+                grads[i],
+                buffers[i],
+                values,
+                norm_clamp=norm_clamp,
+                nesterov=nesterov,
+                trust_clip=trust_clip,
             )
             if sharded is not None:
                 # DTensors' norms are DTensors holding each process's part: made whole at
@@ -389,6 +423,9 @@ class LARS(LayerwiseOptimizer):
         eta: LARS trust coefficient (> 0).
         nesterov: use Algorithm 1's Nesterov form instead of heavy ball.
         exclude_1d: exclude tensors with ``ndim <= 1`` from adaptation.
+        trust_clip: clip each adapted layer's trust ratio to ``min(trust / lr, 1)`` (LARC:
+            apex's ``clip=True``, timm's ``trust_clip``), so that no layer's rate exceeds
+            the group's LR.
         foreach: ``True`` multi-tensor path, ``False`` single-tensor path.
         fused: ``True`` the fused path: on CPU the native C++ kernels (one call per param
             group, built on first use), elsewhere ``torch.compile``; ``"native"`` or
@@ -406,6 +443,7 @@ class LARS(LayerwiseOptimizer):
         nesterov: bool = False,
         exclude_1d: bool = True,
         *,
+        trust_clip: bool = False,
         foreach: bool | None = None,
         fused: bool | str | None = None,
     ) -> None:
@@ -416,14 +454,21 @@ class LARS(LayerwiseOptimizer):
             eta=eta,
             nesterov=nesterov,
             exclude_1d=exclude_1d,
+            trust_clip=trust_clip,
         )
         super().__init__(params, defaults, foreach=foreach, fused=fused)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("trust_clip", False)  # a state saved before the option existed
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
         require(0.0 <= group["momentum"] < 1.0, "momentum", group["momentum"], "in [0, 1)")
         require(group["weight_decay"] >= 0.0, "weight_decay", group["weight_decay"], ">= 0")
         require(group["eta"] > 0.0, "eta", group["eta"], "> 0")
+        require(isinstance(group["trust_clip"], bool), "trust_clip", group["trust_clip"], "a bool")
 
     def _init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         if group["momentum"] == 0:
@@ -468,6 +513,7 @@ class LARS(LayerwiseOptimizer):
             eta=group["eta"],
             norm_clamp=norm_clamp,
             nesterov=group["nesterov"],
+            trust_clip=group["trust_clip"],
             collector=collector,
             scratch=self._scratch,
             per_step_values=functools.partial(self._per_step_values, id(group)),

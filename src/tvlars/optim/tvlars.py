@@ -29,8 +29,9 @@ class TVLARS(LARS):
         params: parameters or param groups.
         lr: target learning rate (the paper uses no LR scheduler with TVLARS; any
             ``torch.optim.lr_scheduler`` still may change it).
-        momentum, weight_decay, eta, nesterov, exclude_1d, foreach, fused: as in
-            :class:`~tvlars.optim.lars.LARS`.
+        momentum, weight_decay, eta, nesterov, exclude_1d, trust_clip, foreach, fused: as
+            in :class:`~tvlars.optim.lars.LARS` (``trust_clip`` clips the ratio including
+            eta * phi(t) and the norm clamp).
         lmbda: decay rate ``lambda`` of phi per step (paper: 1e-4 classification, 1e-5
             Barlow Twins).
         alpha: ``alpha > 0``; phi starts near ``1/(alpha + 1)`` at ``t = delay_steps``.
@@ -59,6 +60,7 @@ class TVLARS(LARS):
         nesterov: bool = False,
         exclude_1d: bool = True,
         *,
+        trust_clip: bool = False,
         foreach: bool | None = None,
         fused: bool | str | None = None,
     ) -> None:
@@ -75,6 +77,7 @@ class TVLARS(LARS):
             min_scale=min_scale,
             norm_clamp=norm_clamp,
             schedule_excluded=schedule_excluded,
+            trust_clip=trust_clip,
         )
         # LARS's constructor only assembles its defaults; TVLARS assembles a superset.
         LayerwiseOptimizer.__init__(self, params, defaults, foreach=foreach, fused=fused)
@@ -87,7 +90,8 @@ class TVLARS(LARS):
 
         Their code computes ``1 / (0.1 + exp(lambda * (t + 1)))``, clamps both norms to at
         most 10 and leaves the excluded parameters unscaled: ``alpha=0.1,
-        delay_steps=-1, min_scale=0, norm_clamp=10, schedule_excluded=False``.
+        delay_steps=-1, min_scale=0, norm_clamp=10, schedule_excluded=False``. Other
+        keywords (``trust_clip``, ``nesterov``, ``foreach``, ``fused``...) pass through.
         """
         return cls(
             params,

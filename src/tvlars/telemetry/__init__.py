@@ -18,7 +18,13 @@ Example::
 """
 
 from tvlars.telemetry.diagnosis import DiagnoseInputError, Finding, diagnose
-from tvlars.telemetry.layers_file import COLUMNS, VALUE_COLUMNS, read_layers, split_by_layer
+from tvlars.telemetry.layers_file import (
+    COLUMNS,
+    VALUE_COLUMNS,
+    read_grad_clip,
+    read_layers,
+    split_by_layer,
+)
 from tvlars.telemetry.plot import plot_layers
 from tvlars.telemetry.recorder import LayerRecorder
 
@@ -30,6 +36,7 @@ __all__ = [
     "LayerRecorder",
     "diagnose",
     "plot_layers",
+    "read_grad_clip",
     "read_layers",
     "split_by_layer",
 ]

@@ -19,6 +19,10 @@ import numpy as np
 COLUMNS = ("step", "layer", "weight_norm", "grad_norm", "norm_ratio", "trust_ratio", "step_size")
 VALUE_COLUMNS = COLUMNS[2:]
 HEADER = ",".join(COLUMNS)
+#: Columns of the file of global gradient norms (beside the per-layer file, for optimizers
+#: that clip by the global norm): the step, ``G`` and the factor ``max(G / c, 1)``.
+GRAD_CLIP_COLUMNS = ("step", "global_grad_norm", "clip_factor")
+GRAD_CLIP_HEADER = ",".join(GRAD_CLIP_COLUMNS)
 
 
 def csv_field(text: str) -> str:
@@ -74,6 +78,22 @@ def read_layers(
     for i, column in enumerate(VALUE_COLUMNS):
         data[column] = table[:, i].copy()
     return data
+
+
+def read_grad_clip(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read the global gradient norms a recorder wrote (its ``grad_clip_path``): one array
+    per column of :data:`GRAD_CLIP_COLUMNS`, ``step`` as int64, the others float64."""
+    table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\r\n")
+    if header != GRAD_CLIP_HEADER:
+        raise ValueError(f"{path}: header {header!r} is not {GRAD_CLIP_HEADER!r}")
+    table = table.reshape(-1, len(GRAD_CLIP_COLUMNS))
+    return {
+        "step": table[:, 0].astype(np.int64),
+        "global_grad_norm": table[:, 1].copy(),
+        "clip_factor": table[:, 2].copy(),
+    }
 
 
 def split_by_layer(data: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:

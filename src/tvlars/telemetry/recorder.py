@@ -39,7 +39,7 @@ from tvlars.optim._multi_tensor import (
     scratch_for,
 )
 from tvlars.optim._sharded import ShardedLayers
-from tvlars.telemetry.layers_file import HEADER, VALUE_COLUMNS, csv_field
+from tvlars.telemetry.layers_file import GRAD_CLIP_HEADER, HEADER, VALUE_COLUMNS, csv_field
 
 LayerFilter = Callable[[str], bool] | Collection[str]
 
@@ -106,6 +106,13 @@ class LayerRecorder:
     kernels do) costs the recorder only a reference to it: the flush fills the buffer rows
     of all such steps at once, so up to ``capacity`` of those small tensors are held.
 
+    An optimizer that clips its gradients by their global norm (``LAMB(max_grad_norm=...)``)
+    also reports, per step, that norm ``G`` and the factor ``max(G / max_grad_norm, 1)``
+    the gradients were divided by: they go to a second file beside ``path``,
+    :attr:`grad_clip_path` (``layers.grad_clip.csv`` for ``layers.csv``), one row per
+    recorded step (:func:`~tvlars.telemetry.read_grad_clip` reads it), so that the
+    per-layer file keeps its columns.
+
     Use as a context manager, or call :meth:`close`, which writes what is left and
     detaches the hooks. Attach at most one recorder to one of tvlars' optimizers.
 
@@ -148,6 +155,8 @@ class LayerRecorder:
 
         self.optimizer = optimizer
         self.path = Path(path)
+        #: Where the global gradient norms and clip factors go, when the optimizer has them.
+        self.grad_clip_path = self.path.with_name(self.path.stem + ".grad_clip.csv")
         self.every = every
         self.capacity = capacity
         self.tensorboard = tensorboard
@@ -174,6 +183,8 @@ class LayerRecorder:
         # Rows given as one (layers, 3) tensor each are kept as they are, with their
         # buffer row and LRs, and written into the buffer together at the next flush.
         self._stacked_rows: list[tuple[int, Tensor, Sequence[Any]]] = []
+        # (step, G, clip factor) of the recorded steps that clipped by the global norm.
+        self._grad_clip_rows: list[tuple[int, Tensor, Tensor]] = []
         self._recording = False
         self._closed = False
         self._checked_reported_layers = False
@@ -181,7 +192,9 @@ class LayerRecorder:
         # _layer_norms_before_step).
         self._scratch = Scratch()
 
-        self._prepare_file(start_step)
+        self._prepare_file(self.path, HEADER, start_step)
+        if self.grad_clip_path.exists():
+            self._prepare_file(self.grad_clip_path, GRAD_CLIP_HEADER, start_step)
         if self._layerwise:
             # Restored after every recorded step, so a user who set the flag keeps it.
             self._base_flag = bool(optimizer.record_layer_stats)
@@ -271,6 +284,10 @@ class LayerRecorder:
             if not self._checked_reported_layers:
                 self._checked_reported_layers = True
                 self._warn_unexpected_layers(stats.params)
+            if getattr(stats, "global_grad_norm", None) is not None:
+                self._grad_clip_rows.append(
+                    (self.next_step, stats.global_grad_norm, stats.clip_factor)
+                )
             if stats.stacked is not None and self._is_column_order(stats.params):
                 # The step's values are already one (layers, 3) tensor in column order.
                 self._write_stacked_row(stats.stacked, stats.lr)
@@ -491,20 +508,20 @@ class LayerRecorder:
         self.next_step += 1
 
     # ----------------------------------------------------------------- output
-    def _prepare_file(self, start_step: int) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            self.path.write_text(HEADER + "\n", encoding="utf-8")
+    def _prepare_file(self, path: Path, header_text: str, start_step: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.stat().st_size == 0:
+            path.write_text(header_text + "\n", encoding="utf-8")
             return
         # Rows are in step order, so everything from the first row at or past start_step
         # (or from an incomplete last line) on is cut off in place.
         cut = None
-        with open(self.path, "rb") as f:
+        with open(path, "rb") as f:
             header = f.readline()
-            if header.decode("utf-8").rstrip("\r\n") != HEADER:
+            if header.decode("utf-8").rstrip("\r\n") != header_text:
                 raise ValueError(
-                    f"{self.path} exists and is not a layer telemetry file "
-                    f"(header {header[:200]!r}, expected {HEADER!r})"
+                    f"{path} exists and is not a layer telemetry file "
+                    f"(header {header[:200]!r}, expected {header_text!r})"
                 )
             offset = f.tell()
             for line in f:
@@ -513,12 +530,13 @@ class LayerRecorder:
                     break
                 offset += len(line)
         if cut is not None:
-            with open(self.path, "r+b") as f:
+            with open(path, "r+b") as f:
                 f.truncate(cut)
 
     def flush(self) -> None:
         """Append the buffered rows to the file (one device-to-host transfer), and to the
         TensorBoard writer when there is one."""
+        self._flush_grad_clip()
         count = len(self._row_steps)
         if count == 0:
             return
@@ -541,6 +559,19 @@ class LayerRecorder:
             from tvlars.telemetry.tensorboard import write_layer_rows
 
             write_layer_rows(self.tensorboard, steps, self.layer_names, values)
+
+    def _flush_grad_clip(self) -> None:
+        """Append the buffered global norms and clip factors (one transfer)."""
+        rows, self._grad_clip_rows = self._grad_clip_rows, []
+        if not rows:
+            return
+        pairs = [torch.stack((norm, factor)).to(torch.float64) for _, norm, factor in rows]
+        values = torch.stack(pairs).cpu().tolist()
+        if not self.grad_clip_path.exists():
+            self._prepare_file(self.grad_clip_path, GRAD_CLIP_HEADER, rows[0][0])
+        lines = [f"{step},%.17g,%.17g\n" % tuple(v) for (step, _, _), v in zip(rows, values)]
+        with open(self.grad_clip_path, "a", newline="", encoding="utf-8") as f:
+            f.write("".join(lines))
 
     def close(self) -> None:
         """Write the buffered rows and detach from the optimizer. Calling it again is a no-op."""

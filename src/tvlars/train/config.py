@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,8 @@ class RunConfig:
     excluded_lr_scale: float = 1.0
     weight_decay: float = 5e-4
     momentum: float = 0.9
+    trust_clip: bool = False
+    max_grad_norm: float | None = None
     seed: int = 0
     threads: int | None = None
     precision: str = "fp32"
@@ -84,6 +87,8 @@ class RunConfig:
     # Keys that change where or how fast a run goes, not what it computes: left out of
     # the run id so that the same experiment resumes from any folder with any threads.
     _NOT_HASHED = ("out", "threads", "data_dir", "device", "extra", "tensorboard")
+    # Keys added after runs had ids: hashed only when set, so that those ids stay the same.
+    _HASHED_UNLESS_DEFAULT = (("trust_clip", False), ("max_grad_norm", None))
 
     def resolved(self) -> RunConfig:
         """A copy with every ``None`` default filled in and every value validated."""
@@ -147,10 +152,24 @@ class RunConfig:
                 require_tensorboard()
             except ImportError as error:
                 raise ValueError(f"--tensorboard: {error}") from None
+        if self.trust_clip and self.optimizer not in ("lars", "tvlars"):
+            raise ValueError(
+                f"--trust-clip applies to --optimizer lars or tvlars, not {self.optimizer!r}"
+            )
+        if self.max_grad_norm is not None:
+            if self.optimizer != "lamb":
+                raise ValueError(
+                    f"--max-grad-norm applies to --optimizer lamb, not {self.optimizer!r}"
+                )
+            if not 0 < self.max_grad_norm < math.inf:
+                raise ValueError(f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
 
     def hashed_items(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
-        return {k: v for k, v in sorted(values.items()) if k not in self._NOT_HASHED}
+        unset = {k: v for k, v in self._HASHED_UNLESS_DEFAULT if values.get(k, v) == v}
+        return {
+            k: v for k, v in sorted(values.items()) if k not in self._NOT_HASHED and k not in unset
+        }
 
     def run_id(self) -> str:
         """A stable name of what this run computes: the same settings give the same id."""

@@ -434,6 +434,8 @@ def _common_summary(
         "optimizer": config.optimizer,
         "preset": config.preset,
         "schedule": config.schedule,
+        "trust_clip": config.trust_clip,
+        "max_grad_norm": config.max_grad_norm,
         "lr": plan.target_lr,
         "excluded_lr_scale": config.excluded_lr_scale,
         "batch_size": config.batch_size,

@@ -39,7 +39,9 @@ def build_optimizer(model: nn.Module, config: RunConfig, plan: Plan) -> torch.op
     lr, wd = plan.target_lr, config.weight_decay
     if config.optimizer == "tvlars":
         if config.preset == "official":
-            return TVLARS.official(groups, lr=lr, lmbda=plan.lmbda, weight_decay=wd)
+            return TVLARS.official(
+                groups, lr=lr, lmbda=plan.lmbda, weight_decay=wd, trust_clip=config.trust_clip
+            )
         return TVLARS(
             groups,
             lr=lr,
@@ -48,13 +50,20 @@ def build_optimizer(model: nn.Module, config: RunConfig, plan: Plan) -> torch.op
             lmbda=plan.lmbda,
             delay_steps=plan.delay_steps,
             min_scale=plan.min_scale,
+            trust_clip=config.trust_clip,
         )
     if config.optimizer == "lars":
-        return LARS(groups, lr=lr, momentum=config.momentum, weight_decay=wd)
+        return LARS(
+            groups,
+            lr=lr,
+            momentum=config.momentum,
+            weight_decay=wd,
+            trust_clip=config.trust_clip,
+        )
     if config.optimizer == "lamb":
         if config.preset == "official":
-            return LAMB.official(groups, lr=lr, weight_decay=wd)
-        return LAMB(groups, lr=lr, weight_decay=wd)
+            return LAMB.official(groups, lr=lr, weight_decay=wd, max_grad_norm=config.max_grad_norm)
+        return LAMB(groups, lr=lr, weight_decay=wd, max_grad_norm=config.max_grad_norm)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, weight_decay=wd)
     if config.optimizer == "adamw":
