@@ -68,16 +68,22 @@ METRIC_COLUMNS = ("epoch", "step", "lr", "train_loss", "knn_acc", "seconds")
 
 
 def pretrain(
-    config: PretrainConfig, *, progress: bool = True, log: Callable[[str], None] = print
+    config: PretrainConfig,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    restart: bool = False,
 ) -> dict[str, Any]:
     """Pre-train and evaluate (or resume, or report) the run ``config`` describes; return
-    its summary."""
+    its summary. ``restart`` deletes the run folder's previous files first."""
     config = config.resolved()
     if config.threads:
         torch.set_num_threads(config.threads)
     processes = distributed.start(config.device)
     try:
-        return _run(config, processes, progress, log if processes.is_main else _silent)
+        folder = RunFolder(config.out or f"runs/{config.run_id()}")
+        with folder.held(processes, restart):
+            return _run(config, folder, processes, progress, log if processes.is_main else _silent)
     finally:
         distributed.stop(processes)
 
@@ -104,14 +110,14 @@ def random_backbone(config: PretrainConfig) -> nn.Module:
 
 def _run(
     config: PretrainConfig,
+    folder: RunFolder,
     processes: distributed.Processes,
     progress: bool,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     run_id = config.run_id()
-    folder = RunFolder(config.out or f"runs/{run_id}")
-    if folder.is_finished():
-        summary = folder.read_summary()
+    summary = folder.finished_summary(run_id)
+    if summary is not None:
         log(
             f"{folder.path} is finished: linear accuracy {summary['linear_acc']:.2f}% "
             f"(random backbone {summary['random_init_linear_acc']:.2f}%); nothing to do"
@@ -149,13 +155,8 @@ def _run(
     views = TwoViews.for_dataset(dataset, seed=config.seed, blur=config.blur)
 
     start_epoch, rows, elapsed, train_seconds = 0, [], 0.0, 0.0
-    checkpoint = folder.load_checkpoint()
+    checkpoint = folder.load_checkpoint(run_id)
     if checkpoint is not None:
-        if checkpoint["run_id"] != run_id:
-            raise ValueError(
-                f"{folder.path} holds run {checkpoint['run_id']}, not {run_id}: the settings "
-                "differ from the ones it was started with. Use another --out folder."
-            )
         network.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])

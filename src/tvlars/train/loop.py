@@ -36,14 +36,34 @@ EXIT_DIVERGED = 3
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def train(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Train (or resume, or report) the run ``config`` describes; return its summary."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during epoch ``epoch`` (counted from 1): the run resumes from the checkpoint
+    of the epoch before."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(epoch)
+        self.epoch = epoch
+
+
+def train(
+    config: RunConfig,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    restart: bool = False,
+) -> dict:
+    """Train (or resume, or report) the run ``config`` describes; return its summary.
+    ``restart`` deletes the run folder's previous files first (a damaged checkpoint)."""
     config = config.resolved()
     if config.threads:
         torch.set_num_threads(config.threads)
     processes = distributed.start(config.device)
     try:
-        return _train(config, processes, progress, log if processes.is_main else _silent)
+        folder = RunFolder(config.out or f"runs/{config.run_id()}")
+        with folder.held(processes, restart):
+            return _train(
+                config, folder, processes, progress, log if processes.is_main else _silent
+            )
     finally:
         distributed.stop(processes)
 
@@ -67,12 +87,15 @@ def load_data(config: RunConfig, processes: distributed.Processes):
 
 
 def _train(
-    config: RunConfig, processes: distributed.Processes, progress: bool, log: Callable[[str], None]
+    config: RunConfig,
+    folder: RunFolder,
+    processes: distributed.Processes,
+    progress: bool,
+    log: Callable[[str], None],
 ) -> dict:
     run_id = config.run_id()
-    folder = RunFolder(config.out or f"runs/{run_id}")
-    if folder.is_finished():
-        summary = folder.read_summary()
+    summary = folder.finished_summary(run_id)
+    if summary is not None:
         log(
             f"{folder.path} is finished: test accuracy {summary['final_test_acc']:.2f}% "
             f"(best {summary['best_test_acc']:.2f}%); nothing to do"
@@ -120,13 +143,8 @@ def _train(
     )
 
     start_epoch, rows, elapsed, train_seconds = 0, [], 0.0, 0.0
-    checkpoint = folder.load_checkpoint()
+    checkpoint = folder.load_checkpoint(run_id)
     if checkpoint is not None:
-        if checkpoint["run_id"] != run_id:
-            raise ValueError(
-                f"{folder.path} holds run {checkpoint['run_id']}, not {run_id}: the settings "
-                "differ from the ones it was started with. Use another --out folder."
-            )
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
@@ -163,6 +181,7 @@ def _train(
     )
 
     diverged_epoch = None
+    epoch = start_epoch
     try:
         # A run killed after the checkpoint of a diverged epoch is over: train no further.
         diverged_before = bool(rows) and not math.isfinite(rows[-1]["train_loss"])
@@ -220,6 +239,8 @@ def _train(
                 diverged_epoch = epoch + 1
                 log(f"diverged at epoch {diverged_epoch}: the training loss is {train_loss}")
                 break
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(epoch + 1) from None
     finally:
         if recorder is not None:
             recorder.close()
