@@ -211,11 +211,18 @@ def _options(expected) -> tuple:
     return (expected,)
 
 
+#: The annotations :func:`check_types` knows; a value for any other (a Literal, a class
+#: of its own) is left to the config's own validation rather than refused here.
+_CHECKED = (bool, int, float, str, dict, list, tuple, type(None))
+
+
 def _has_type(value: Any, expected) -> bool:
     for option in _options(expected):
         origin = typing.get_origin(option) or option
-        if option is Any:
+        if option is Any or origin not in _CHECKED:
             return True
+        if origin in (list, tuple) and isinstance(value, list | tuple):
+            return True  # TOML has arrays only
         if option is type(None) and value is None:
             return True
         if origin is bool and isinstance(value, bool):
