@@ -174,6 +174,17 @@ def test_set_of_other_keys_changes_every_cell_and_its_id(capsys):
     assert "epochs=1" not in plain and len(plain) == len(changed) and plain[0] != changed[0]
 
 
+def test_a_missing_sweep_toml_is_refused(tmp_path, capsys):
+    message = refused(["sweep", str(tmp_path / "grid.toml"), "--dry-run"], capsys)
+    assert f"{tmp_path / 'grid.toml'}: cannot read it" in message
+
+
+def test_a_sweep_toml_syntax_error_names_the_file(tmp_path, capsys):
+    (tmp_path / "grid.toml").write_text("methods = [TVLARS]\n")
+    message = refused(["sweep", str(tmp_path / "grid.toml"), "--dry-run"], capsys)
+    assert f"{tmp_path / 'grid.toml'} is not valid TOML" in message
+
+
 def test_a_toml_grid_whose_base_sets_an_axis_key_is_refused(tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text('methods = ["TVLARS"]\n[batches]\n128 = [1.0]\n[base]\nlr = 0.5\n')

@@ -25,6 +25,7 @@ from typing import Any
 
 import tomllib
 
+from tvlars.errors import UserError
 from tvlars.experiments.grid import SweepSpec
 from tvlars.experiments.presets import Preset
 
@@ -36,8 +37,16 @@ _PRESET_KEYS = ("name", "description", "mirrors_paper", "grid")
 def load_toml(path: str | Path) -> Preset:
     """Read a custom sweep; raise ``ValueError`` naming any unknown key."""
     path = Path(path)
-    with open(path, "rb") as file:
-        values = tomllib.load(file)
+    try:
+        with open(path, "rb") as file:
+            values = tomllib.load(file)
+    except OSError as error:
+        raise UserError(
+            f"{path}: cannot read it ({error.strerror or error}); give a preset name or the "
+            "path of a sweep TOML file"
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not valid TOML ({error}); fix the file") from None
     name = str(values.get("name", path.stem))
     grids = values.get("grid")
     if grids is None:
