@@ -23,11 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
-from tvlars.errors import UserError
 from tvlars.experiments.grid import SweepSpec
 from tvlars.experiments.presets import Preset
+from tvlars.train.config import read_toml
 
 _TUPLE_KEYS = ("methods", "seeds", "tasks", "datasets", "inits", "tv_decays", "excluded_lr_scales")
 _DICT_KEYS = ("base", "pretrain", "labels")
@@ -37,16 +35,7 @@ _PRESET_KEYS = ("name", "description", "mirrors_paper", "grid")
 def load_toml(path: str | Path) -> Preset:
     """Read a custom sweep; raise ``ValueError`` naming any unknown key."""
     path = Path(path)
-    try:
-        with open(path, "rb") as file:
-            values = tomllib.load(file)
-    except OSError as error:
-        raise UserError(
-            f"{path}: cannot read it ({error.strerror or error}); give a preset name or the "
-            "path of a sweep TOML file"
-        ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not valid TOML ({error}); fix the file") from None
+    values = read_toml(path, str(path), "give a preset name or the path of a sweep TOML file")
     name = str(values.get("name", path.stem))
     grids = values.get("grid")
     if grids is None:

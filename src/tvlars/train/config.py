@@ -171,20 +171,25 @@ class RunConfig:
     @classmethod
     def from_toml(cls, path: str | Path) -> RunConfig:
         """Read the same keys as the command-line flags (``batch_size`` or ``batch-size``)."""
-        try:
-            with open(path, "rb") as file:
-                values = tomllib.load(file)
-        except OSError as error:
-            raise UserError(
-                f"--config {path}: cannot read it ({error.strerror or error}); "
-                "give the path of a TOML file with the keys of the flags"
-            ) from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise UserError(
-                f"--config {path} is not valid TOML ({error}); fix the file (see "
-                "https://toml.io: strings in quotes, true/false in lower case)"
-            ) from None
+        values = read_toml(
+            path, f"--config {path}", "give the path of a TOML file with the keys of the flags"
+        )
         return cls.from_dict({k.replace("-", "_"): v for k, v in values.items()}, str(path))
+
+
+def read_toml(path: str | Path, name: str, hint: str) -> dict[str, Any]:
+    """The TOML file at ``path``; :class:`UserError` starting with ``name`` if it cannot be
+    read (ending with ``hint``, the way out) or is not valid TOML."""
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except OSError as error:
+        raise UserError(f"{name}: cannot read it ({error.strerror or error}); {hint}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UserError(
+            f"{name} is not valid TOML ({error}); fix the file (see https://toml.io: strings "
+            "in quotes, true/false in lower case)"
+        ) from None
 
 
 def check_types(config_class: type, values: dict[str, Any], source: str) -> None:
