@@ -17,6 +17,8 @@ SOURCE = Path(__file__).resolve().parents[1] / "src"
 
 LAYER_OF_TOP_LEVEL = {
     "_cache_dir": 0,
+    "errors": 0,
+    "folder_lock": 0,
     "optim": 0,
     "schedules": 0,
     "schedule_plot": 0,

@@ -590,3 +590,25 @@ def test_bfloat16_special_values_get_torchs_bits(make):
     assert torch.equal(
         bits_after_two_steps({"fused": "native"}), bits_after_two_steps({"foreach": False})
     )
+
+
+def test_a_corrupt_cached_kernel_is_removed_so_the_next_run_rebuilds_it(tmp_path, monkeypatch):
+    calls = tmp_path / "calls"
+    # A "compiler" that leaves garbage where the library should be, as a full disk might.
+    use_compiler(
+        tmp_path,
+        monkeypatch,
+        f"echo x >> {calls}\n"
+        'while [ $# -gt 0 ]; do [ "$1" = -o ] && echo garbage > "$2"; shift; done\n',
+    )
+    try:
+        with pytest.warns(RuntimeWarning, match="removed .*rebuilds it"):
+            assert _native.kernels() is None
+        assert list((tmp_path / "cache" / "kernels").glob("*.so")) == []
+        _native.kernels.cache_clear()  # as the next process would start
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            _native.kernels()
+        assert len(calls.read_text().splitlines()) == 2  # built again, not loaded
+    finally:
+        _native.kernels.cache_clear()

@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from tvlars.errors import EXIT_USAGE, UserError
+
 COMMAND_MODULES = (
     "tvlars.commands.demo",
     "tvlars.commands.pretrain",
@@ -42,7 +44,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as error:
+        raise Refused(f"tvlars {args.command}: {error}") from None
+
+
+class Refused(SystemExit):
+    """A command refused for bad input: its message is printed to stderr at once, and the
+    process exits with status 2 (:data:`~tvlars.errors.EXIT_USAGE`), with no traceback.
+    ``str()`` gives the message, so callers of :func:`main` can match on it."""
+
+    def __init__(self, message: str) -> None:
+        print(message, file=sys.stderr)
+        super().__init__(EXIT_USAGE)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 if __name__ == "__main__":  # pragma: no cover

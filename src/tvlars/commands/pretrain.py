@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import argparse
 
+from tvlars.commands.train import (
+    EXIT_INTERRUPTED,
+    add_config_flags,
+    add_restart_flag,
+    config_from_args,
+)
 from tvlars.commands.train import HELP as TRAIN_HELP
-from tvlars.commands.train import add_config_flags, config_from_args
 
 HELP = {
     **TRAIN_HELP,
@@ -41,20 +46,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_flags(parser, PretrainConfig, HELP)
+    add_restart_flag(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from tvlars.data import DatasetNotFoundError
+    from tvlars.errors import UserError
     from tvlars.pretrain import pretrain
     from tvlars.train import EXIT_DIVERGED
 
     try:
         from tvlars.pretrain.config import PretrainConfig
 
-        summary = pretrain(config_from_args(args, PretrainConfig))
+        config = config_from_args(args, PretrainConfig)
+        summary = pretrain(config, restart=getattr(args, "restart", False))
     except (ValueError, DatasetNotFoundError) as error:
-        raise SystemExit(f"tvlars pretrain: {error}") from None
+        raise UserError(str(error)) from None
+    except KeyboardInterrupt as interrupt:
+        from tvlars.train.driver import TrainingInterrupted
+
+        where = f" at epoch {interrupt.epoch}" if isinstance(interrupt, TrainingInterrupted) else ""
+        print(f"\ntvlars pretrain: interrupted{where}; run the same command again to resume")
+        return EXIT_INTERRUPTED
     if summary["diverged"]:
         print(f"diverged at epoch {summary['diverged_epoch']}")
         return EXIT_DIVERGED

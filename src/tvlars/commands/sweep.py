@@ -24,6 +24,8 @@ import argparse
 import os
 from pathlib import Path
 
+from tvlars.errors import UserError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -79,6 +81,24 @@ def load_preset(grid: str):
     raise ValueError(f"{grid!r} is neither a preset ({', '.join(PRESETS)}) nor a TOML file")
 
 
+def check_overrides(name: str, overrides: dict) -> None:
+    """Refuse ``--set`` of a key the grid sets in every cell (it would be overridden back,
+    leaving the sweep unchanged) and values of the wrong type, naming the key."""
+    from tvlars.experiments.grid import GRID_KEYS
+    from tvlars.train.config import RunConfig
+
+    owned = [key for key in overrides if key in GRID_KEYS]
+    if owned:
+        raise ValueError(
+            f"--set {', '.join(owned)}: the grid of {name} sets "
+            f"{'this key' if len(owned) == 1 else 'these keys'} in every cell, so --set "
+            f"cannot change {'it' if len(owned) == 1 else 'them'}; "
+            + ("use --seeds for the seeds, or " if "seed" in owned else "")
+            + "write a sweep TOML file with the axes you want (see tvlars sweep --help)"
+        )
+    RunConfig.from_dict(overrides, "--set")
+
+
 def build_cells(preset, seeds: int | None, overrides: dict):
     from tvlars.experiments.grid import expand_all
 
@@ -117,9 +137,10 @@ def run(args: argparse.Namespace) -> int:
             overrides["data_dir"] = args.data_dir
         if args.seeds is not None and args.seeds < 1:
             raise ValueError("--seeds must be >= 1")
+        check_overrides(preset.name, overrides)
         cells = build_cells(preset, args.seeds, overrides)
     except ValueError as error:
-        raise SystemExit(f"tvlars sweep: {error}") from None
+        raise UserError(str(error)) from None
 
     if args.dry_run:
         for cell in cells:
@@ -133,12 +154,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     out = args.out if args.out is not None else Path("sweeps") / preset.name
+    from tvlars.experiments.cell_run import RUNS_DIR
+    from tvlars.folder_lock import make_folder
+
+    make_folder(out, "--out")
+    make_folder(out / RUNS_DIR, "--out")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return _run_under_torchrun(args, preset, cells, out, overrides.get("device", "auto"))
     jobs, devices = _default_jobs(preset.name)
     if args.jobs is not None:
         if args.jobs < 1:
-            raise SystemExit("tvlars sweep: --jobs must be >= 1")
+            raise UserError("--jobs must be >= 1")
         jobs = args.jobs
     try:
         outcome = run_sweep(

@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+#: Exit status after Ctrl-C (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
+
 HELP = {
     "dataset": "mnist1d (default, generated locally), cifar10, cifar100, tinyimagenet, synthetic",
     "data_dir": "folder holding the dataset's standard archive or extracted folder",
@@ -66,11 +69,22 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type, help: 
             parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=text)
 
 
+def add_restart_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="start the run over: delete the run folder's checkpoint and results first "
+        "(the way out of a damaged checkpoint)",
+    )
+
+
 def config_from_args(args: argparse.Namespace, config_class: type):
     """The config the flags describe: the TOML file's keys, overridden by given flags."""
-    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config")}
+    not_keys = ("func", "command", "config", "restart")
+    given = {k: v for k, v in vars(args).items() if k not in not_keys}
     base = config_class.from_toml(args.config).to_dict() if args.config else {}
-    return config_class.from_dict({**base, **given})
+    return config_class.from_dict({**base, **given}, "command line")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -83,19 +97,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_flags(parser, RunConfig, HELP)
+    add_restart_flag(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from tvlars.data import DatasetNotFoundError
+    from tvlars.errors import UserError
     from tvlars.train import EXIT_DIVERGED, train
+    from tvlars.train.loop import TrainingInterrupted
 
     try:
         from tvlars.train.config import RunConfig
 
-        summary = train(config_from_args(args, RunConfig))
+        summary = train(config_from_args(args, RunConfig), restart=getattr(args, "restart", False))
     except (ValueError, DatasetNotFoundError) as error:
-        raise SystemExit(f"tvlars train: {error}") from None
+        raise UserError(str(error)) from None
+    except KeyboardInterrupt as interrupt:
+        where = f" at epoch {interrupt.epoch}" if isinstance(interrupt, TrainingInterrupted) else ""
+        print(f"\ntvlars train: interrupted{where}; run the same command again to resume")
+        return EXIT_INTERRUPTED
     if summary["diverged"]:
         print(f"diverged at epoch {summary['diverged_epoch']}")
         return EXIT_DIVERGED

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tvlars._cache_dir import CACHE_ENV, resolve_cache_dir
+from tvlars.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +30,38 @@ __all__ = ["CACHE_ENV", "load_arrays", "resolve_cache_dir", "save_arrays"]
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``arrays`` to ``path`` (an ``.npz``) atomically; return ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
+    """Write ``arrays`` to ``path`` (an ``.npz``) atomically; return ``path``. A cache
+    folder that cannot be written is a :class:`~tvlars.errors.UserError` naming it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        )
+    except OSError as error:
+        raise _unusable(path, error) from None
     try:
         with handle:
             np.savez(handle, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
+    except OSError as error:
+        Path(handle.name).unlink(missing_ok=True)
+        raise _unusable(path, error) from None
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _unusable(path: Path, error: OSError) -> UserError:
+    reason = error.strerror or str(error)
+    if isinstance(error, FileExistsError | NotADirectoryError):
+        reason = "part of the path is a file, not a folder"
+    return UserError(
+        f"the cache folder cannot hold {path} ({reason}). Point {CACHE_ENV} at a folder you "
+        f"can write to (it is now {os.environ.get(CACHE_ENV) or 'unset'}), or free some space"
+    )
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray] | None:

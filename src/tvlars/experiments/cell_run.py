@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tvlars.errors import UserError
 from tvlars.experiments.grid import Cell
 from tvlars.experiments.lock import SweepLocked, sweep_lock
 
@@ -86,6 +87,8 @@ def execute_cell(task: CellTask) -> CellResult:
             return execute_locked(task, folder)
     except SweepLocked as error:
         return CellResult(task.cell.run_id(), BUSY, error=str(error))
+    except UserError as error:  # no folder to be had (a file in its place): a failed cell
+        return CellResult(task.cell.run_id(), FAILED, error=str(error))
 
 
 def execute_locked(task: CellTask, folder: Path) -> CellResult:

@@ -23,10 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from tvlars.experiments.grid import SweepSpec
 from tvlars.experiments.presets import Preset
+from tvlars.train.config import read_toml
 
 _TUPLE_KEYS = ("methods", "seeds", "tasks", "datasets", "inits", "tv_decays", "excluded_lr_scales")
 _DICT_KEYS = ("base", "pretrain", "labels")
@@ -36,8 +35,7 @@ _PRESET_KEYS = ("name", "description", "mirrors_paper", "grid")
 def load_toml(path: str | Path) -> Preset:
     """Read a custom sweep; raise ``ValueError`` naming any unknown key."""
     path = Path(path)
-    with open(path, "rb") as file:
-        values = tomllib.load(file)
+    values = read_toml(path, str(path), "give a preset name or the path of a sweep TOML file")
     name = str(values.get("name", path.stem))
     grids = values.get("grid")
     if grids is None:

@@ -33,6 +33,20 @@ METHODS: dict[str, tuple[str, str]] = {
     "NOWA-LAMB": ("lamb", "poly"),
     "TVLARS": ("tvlars", "none"),
 }
+#: The RunConfig keys the grid's axes set in every cell (methods give optimizer and
+#: schedule; batches give batch_size and lr): ``base`` cannot set them.
+GRID_KEYS = (
+    "dataset",
+    "init",
+    "optimizer",
+    "schedule",
+    "lr",
+    "batch_size",
+    "lmbda",
+    "tv_decay",
+    "excluded_lr_scale",
+    "seed",
+)
 #: The lambda a cell records when its method never reads it, so that such a cell has one
 #: run id whatever lambdas the sweep lists (RunConfig's default).
 UNUSED_LAMBDA = RunConfig().lmbda
@@ -110,8 +124,16 @@ class SweepSpec:
             raise ValueError(f"{self.name}: every batch size needs at least one learning rate")
         if not self.seeds:
             raise ValueError(f"{self.name}: no seeds")
-        # Fail now, not when a cell starts: every key must be a RunConfig key.
-        RunConfig.from_dict(dict(self.base))
+        # Fail now, not when a cell starts: every key must be a RunConfig key, of its type,
+        # and none an axis's (the axis would silently win).
+        RunConfig.from_dict(dict(self.base), f"{self.name}: base")
+        owned = sorted(set(self.base) & set(GRID_KEYS))
+        if owned:
+            raise ValueError(
+                f"{self.name}: base sets {owned}, which the grid's axes set in every cell; "
+                "give them as axes (methods, batches, datasets, inits, lambdas, tv_decays, "
+                "excluded_lr_scales, seeds) instead"
+            )
 
     def with_seeds(self, count: int) -> SweepSpec:
         return dataclasses.replace(self, seeds=tuple(range(count)))

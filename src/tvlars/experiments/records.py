@@ -98,36 +98,95 @@ class Run:
         return sum(steps) / len(steps) if steps else math.nan
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
+#: States of run folders that could not be read: files there but damaged (a truncated
+#: summary.json, a metrics.csv that is not CSV), or nothing saying what the run was.
+DAMAGED, UNREADABLE = "damaged", "unreadable"
 
 
-def _read_metrics(path: Path) -> list[dict[str, float]]:
+def read_json_object(path: Path, problems: list[str]) -> dict[str, Any]:
+    """The JSON object in ``path`` (``{}`` if there is no file); a file that cannot be
+    read adds a line to ``problems`` and counts as absent."""
+    if not path.exists():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        return value
+    except (OSError, ValueError) as error:
+        problems.append(f"{path.name} cannot be read ({error})")
+        return {}
+
+
+def _read_metrics(path: Path, problems: list[str]) -> list[dict[str, float]]:
     if not path.exists():
         return []
-    with open(path, newline="") as file:
-        return [
-            {
-                key: float(value) if value not in ("", None) else math.nan
-                for key, value in row.items()
-            }
-            for row in csv.DictReader(file)
-        ]
+    try:
+        with open(path, newline="") as file:
+            rows = [
+                {
+                    key: float(value) if value not in ("", None) else math.nan
+                    for key, value in row.items()
+                }
+                for row in csv.DictReader(file)
+            ]
+        if rows and not {"epoch", "test_acc"} <= set(rows[0]):
+            raise ValueError("no epoch and test_acc columns")
+        return rows
+    except (OSError, ValueError, TypeError, csv.Error) as error:
+        problems.append(f"metrics.csv cannot be read ({error})")
+        return []
 
 
-def read_run(folder: Path) -> Run | None:
-    """The run in ``folder``, or ``None`` if nothing there says what it was."""
-    cell = _read_json(folder / CELL_FILE)
-    config_file = _read_json(folder / "config.json")
+def read_run(folder: Path) -> Run:
+    """The run in ``folder``. A folder whose files cannot be read gives a run in state
+    ``damaged`` (``error`` says which file); one with nothing saying what the run was, a
+    run in state ``unreadable``: both are reported, never dropped."""
+    problems: list[str] = []
+    try:
+        return _read_run(folder, problems)
+    except (TypeError, ValueError, AttributeError) as error:  # settings of the wrong kind
+        problems.append(f"its settings cannot be read ({error})")
+    return unreadable_run(folder, problems)
+
+
+def unreadable_run(folder: Path, problems: list[str]) -> Run:
+    return Run(
+        run_id=folder.name,
+        folder=folder,
+        state=UNREADABLE,
+        task="?",
+        method="?",
+        dataset="?",
+        batch_size=0,
+        lr=math.nan,
+        seed=0,
+        init="?",
+        optimizer="?",
+        schedule="?",
+        lmbda=math.nan,
+        tv_decay=None,
+        plan_lmbda=None,
+        paper_lambda=None,
+        excluded_lr_scale=math.nan,
+        epochs=0,
+        steps_per_epoch=None,
+        error="; ".join(problems) or "no config.json or cell.json: nothing says what ran here",
+    )
+
+
+def _read_run(folder: Path, problems: list[str]) -> Run:
+    cell = read_json_object(folder / CELL_FILE, problems)
+    config_file = read_json_object(folder / "config.json", problems)
     config = config_file.get("config") or {}
     plan = config_file.get("plan") or {}
     if not cell and not config:
-        return None
+        return unreadable_run(folder, problems)
     # config.json is what ran; cell.json stands in before the run starts (or if it failed).
     settings = {**cell, **config}
     optimizer = config.get("optimizer") or cell.get("optimizer") or "tvlars"
     schedule = config.get("schedule") or cell.get("schedule") or "none"
-    summary = _read_json(folder / "summary.json")
+    summary = read_json_object(folder / "summary.json", problems)
     state = cell_state(folder)
     if state == "finished" and summary.get("diverged"):
         state = "diverged"
@@ -158,19 +217,24 @@ def read_run(folder: Path) -> Run | None:
         run.best_acc = float(summary.get("best_test_acc", math.nan))
         run.diverged = bool(summary.get("diverged"))
         run.wall_seconds = float(summary.get("wall_seconds", math.nan))
-    run.metrics = _read_metrics(folder / "metrics.csv")
+    run.metrics = _read_metrics(folder / "metrics.csv", problems)
     if (folder / ERROR_FILE).exists():
-        lines = (folder / ERROR_FILE).read_text().strip().splitlines()
+        try:
+            lines = (folder / ERROR_FILE).read_text(errors="replace").strip().splitlines()
+        except OSError as error:
+            lines = [f"{ERROR_FILE} cannot be read ({error})"]
         run.error = lines[-1] if lines else "failed"
+    if problems:
+        run.state, run.error = DAMAGED, "; ".join(problems)
     return run
 
 
 def read_runs(sweep_dir: str | Path) -> list[Run]:
+    """Every run folder of the sweep, damaged and unreadable ones included."""
     root = Path(sweep_dir) / RUNS_DIR
     if not root.is_dir():
         return []
-    runs = [read_run(folder) for folder in sorted(root.iterdir()) if folder.is_dir()]
-    return [run for run in runs if run is not None]
+    return [read_run(folder) for folder in sorted(root.iterdir()) if folder.is_dir()]
 
 
 def main_init(runs: list[Run]) -> str:

@@ -13,7 +13,6 @@ Files written into DIR:
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from collections import Counter
@@ -23,7 +22,13 @@ from pathlib import Path
 from tvlars.experiments import paper_table
 from tvlars.experiments.claims import evaluate_claims
 from tvlars.experiments.figures import FIGURES
-from tvlars.experiments.records import group_runs, read_runs
+from tvlars.experiments.records import (
+    DAMAGED,
+    UNREADABLE,
+    group_runs,
+    read_json_object,
+    read_runs,
+)
 from tvlars.experiments.tables import (
     convergence_markdown,
     convergence_rows,
@@ -35,11 +40,11 @@ from tvlars.experiments.tables import (
 )
 
 PAPER_DATASETS = {dataset for _, dataset in paper_table.COLUMN_GROUPS}
+UNUSABLE = (DAMAGED, UNREADABLE)
 
 
-def _sweep_info(sweep_dir: Path) -> dict:
-    path = sweep_dir / "sweep.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+def _sweep_info(sweep_dir: Path, problems: list[str]) -> dict:
+    return read_json_object(sweep_dir / "sweep.json", problems)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,8 @@ class Report:
     path: Path
     table: str
     verdicts: list[tuple[str, str]]
+    #: Files of the sweep that could not be read (each run's folder and what is wrong).
+    problems: tuple[str, ...] = ()
 
     def console_summary(self) -> str:
         """The table and one line per claim, for the end of ``tvlars sweep``/``report``."""
@@ -57,6 +64,9 @@ class Report:
         lines += [
             f"  {n}. {title}: {verdict}" for n, (title, verdict) in enumerate(self.verdicts, 1)
         ]
+        if self.problems:
+            lines += ["", "Could not be read (left out of the tables):"]
+            lines += [f"  {problem}" for problem in self.problems]
         return "\n".join(lines + ["", f"report: {self.path}"])
 
 
@@ -64,9 +74,12 @@ def write_report(sweep_dir: str | Path, *, figures: bool = True) -> Report:
     """Write the report files into ``sweep_dir``. Without ``figures`` the PNGs are left out
     (they take most of the time)."""
     sweep_dir = Path(sweep_dir)
-    runs = read_runs(sweep_dir)
+    every_run = read_runs(sweep_dir)
+    problems = []
+    info = _sweep_info(sweep_dir, problems)
+    problems += [f"{r.folder}: {r.state}: {r.error}" for r in every_run if r.state in UNUSABLE]
+    runs = [r for r in every_run if r.state != UNREADABLE]
     groups = group_runs(runs)
-    info = _sweep_info(sweep_dir)
     with_paper = any(r.dataset in PAPER_DATASETS for r in runs)
 
     (sweep_dir / "runs.csv").write_text(runs_csv(runs))
@@ -99,7 +112,8 @@ def write_report(sweep_dir: str | Path, *, figures: bool = True) -> Report:
             figure_errors.append(f"{draw.__name__}: {traceback.format_exc(limit=2).strip()}")
 
     lines = [f"# Sweep report: {sweep_dir.name}", ""]
-    lines += _overview(runs, info)
+    lines += _overview(every_run, info)
+    lines += [f"- could not be read: {problem}" for problem in problems]
     lines += ["", "## Table I layout: final test accuracy (%)", ""]
     lines.append(
         "Mean ± sample standard deviation over seeds (n = seeds when more than one); "
@@ -133,7 +147,7 @@ def write_report(sweep_dir: str | Path, *, figures: bool = True) -> Report:
     lines += [paper_markdown(), ""]
     path = sweep_dir / "report.md"
     path.write_text("\n".join(lines))
-    return Report(path, table, [(claim.title, claim.verdict) for claim in claims])
+    return Report(path, table, [(claim.title, claim.verdict) for claim in claims], tuple(problems))
 
 
 def _overview(runs, info) -> list[str]:

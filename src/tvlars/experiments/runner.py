@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tvlars.errors import UserError
 from tvlars.experiments.cell_run import (
     BUSY,
     FAILED,
@@ -73,7 +74,13 @@ def record_sweep(out: Path, name: str, description: str, cells: Sequence[Cell], 
     import json
 
     path = out / SWEEP_FILE
-    previous = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        previous = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError) as error:
+        raise UserError(
+            f"{path} cannot be read ({error}); move it away and run the sweep again (the "
+            "cells' folders are kept, and a sweep writes a new sweep.json)"
+        ) from None
     cells_by_id = {c["run_id"]: c for c in previous.get("cells", [])}
     for cell in cells:
         cells_by_id[cell.run_id()] = {"run_id": cell.run_id(), **cell.describe()}
@@ -254,8 +261,11 @@ def prepare_datasets(cells: Sequence[Cell], log: Callable[[str], None]) -> None:
 def _finished_state(folder: Path) -> str:
     import json
 
-    summary = json.loads((folder / "summary.json").read_text())
-    return "diverged" if summary.get("diverged") else "finished"
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+        return "diverged" if summary.get("diverged") else "finished"
+    except (OSError, ValueError, AttributeError):
+        return "damaged"  # the report names the file; the cell is not rerun over it
 
 
 def _announce(outcome, todo, total, jobs, threads, log) -> None:

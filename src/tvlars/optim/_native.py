@@ -19,6 +19,7 @@ thread pool; ``benchmarks/step_time.py`` prints which OpenMP runtimes a process 
 from __future__ import annotations
 
 import array
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -548,7 +549,14 @@ def kernels() -> NativeKernels | None:
             except RuntimeError as error:
                 _write_atomically(failed, str(error))
                 raise
-        return NativeKernels(ctypes.CDLL(str(target)))
+        try:
+            return NativeKernels(ctypes.CDLL(str(target)))
+        except (OSError, AttributeError) as error:
+            # A corrupt cached build (a truncated copy, a full disk): remove it, so that
+            # the next process builds it again instead of failing on it forever.
+            with contextlib.suppress(OSError):
+                target.unlink()
+            raise RuntimeError(f"{error}; removed {target}, the next run rebuilds it") from None
     except (OSError, RuntimeError) as error:
         warnings.warn(
             f"tvlars: the native CPU optimizer kernels could not be built or loaded ({error}); "

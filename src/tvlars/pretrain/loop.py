@@ -57,11 +57,15 @@ METRIC_COLUMNS = ("epoch", "step", "lr", "train_loss", "knn_acc", "seconds")
 
 
 def pretrain(
-    config: PretrainConfig, *, progress: bool = True, log: Callable[[str], None] = print
+    config: PretrainConfig,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    restart: bool = False,
 ) -> dict[str, Any]:
     """Pre-train and evaluate (or resume, or report) the run ``config`` describes; return
-    its summary."""
-    return run_task(BarlowTwinsTask, config, progress=progress, log=log)
+    its summary. ``restart`` deletes the run folder's previous files first."""
+    return run_task(BarlowTwinsTask, config, progress=progress, log=log, restart=restart)
 
 
 def build_network(config: PretrainConfig, feature_kind: str | None = None) -> BarlowTwinsNetwork:

@@ -12,12 +12,15 @@ import dataclasses
 import hashlib
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
+from tvlars.errors import UserError
 from tvlars.schedules import epochs_to_steps
 
 OPTIMIZERS = ("tvlars", "lars", "lamb", "sgd", "adamw")
@@ -124,8 +127,9 @@ class RunConfig:
             "epochs": self.epochs,
             "telemetry_every": self.telemetry_every,
         }
-        if self.micro_batch is not None:
-            positive["micro_batch"] = self.micro_batch
+        for name in ("micro_batch", "threads"):
+            if getattr(self, name) is not None:
+                positive[name] = getattr(self, name)
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -180,19 +184,109 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+    def from_dict(cls, values: dict[str, Any], source: str = "configuration") -> RunConfig:
+        """The config with these keys, each checked against its field's type; ``source``
+        (a file name, ``--set``) starts any error message."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown configuration keys {unknown}; known keys: {sorted(known)}")
+            raise UserError(
+                f"{source}: unknown configuration keys {unknown}; known keys: {sorted(known)}"
+            )
+        check_types(cls, values, source)
         return cls(**values)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> RunConfig:
         """Read the same keys as the command-line flags (``batch_size`` or ``batch-size``)."""
+        values = read_toml(
+            path, f"--config {path}", "give the path of a TOML file with the keys of the flags"
+        )
+        return cls.from_dict({k.replace("-", "_"): v for k, v in values.items()}, str(path))
+
+
+def read_toml(path: str | Path, name: str, hint: str) -> dict[str, Any]:
+    """The TOML file at ``path``; :class:`UserError` starting with ``name`` if it cannot be
+    read (ending with ``hint``, the way out) or is not valid TOML."""
+    try:
         with open(path, "rb") as file:
-            values = tomllib.load(file)
-        return cls.from_dict({k.replace("-", "_"): v for k, v in values.items()})
+            return tomllib.load(file)
+    except OSError as error:
+        raise UserError(f"{name}: cannot read it ({error.strerror or error}); {hint}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise UserError(
+            f"{name} is not valid TOML ({error}); fix the file (see https://toml.io: strings "
+            "in quotes, true/false in lower case)"
+        ) from None
+
+
+def check_types(config_class: type, values: dict[str, Any], source: str) -> None:
+    """Raise :class:`UserError` for any value that is not of its field's annotated type.
+
+    The types come from the dataclass's annotations, so every field is checked, including
+    those added later. A bool must be a bool (TOML ``true``/``false``: a string such as
+    ``"false"`` is refused, not read as true); an int field takes only integers (``1.5``
+    is refused); a float field takes integers too; ``X | None`` also takes ``None``.
+    """
+    hints = typing.get_type_hints(config_class)
+    for key, value in values.items():
+        expected = hints.get(key)
+        if expected is None or _has_type(value, expected):
+            continue
+        raise UserError(
+            f"{source}: {key} = {value!r} is {_kind(value)}, expected {_type_name(expected)}"
+        )
+
+
+def _options(expected) -> tuple:
+    if isinstance(expected, types.UnionType) or typing.get_origin(expected) is typing.Union:
+        return typing.get_args(expected)
+    return (expected,)
+
+
+#: The annotations :func:`check_types` knows; a value for any other (a Literal, a class
+#: of its own) is left to the config's own validation rather than refused here.
+_CHECKED = (bool, int, float, str, dict, list, tuple, type(None))
+
+
+def _has_type(value: Any, expected) -> bool:
+    for option in _options(expected):
+        origin = typing.get_origin(option) or option
+        if option is Any or origin not in _CHECKED:
+            return True
+        if origin in (list, tuple) and isinstance(value, list | tuple):
+            return True  # TOML has arrays only
+        if option is type(None) and value is None:
+            return True
+        if origin is bool and isinstance(value, bool):
+            return True
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return True
+        if origin in (str, dict, list, tuple) and isinstance(value, origin):
+            return True
+    return False
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a decimal number", str: "a string"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def _type_name(expected) -> str:
+    names = {
+        bool: "a boolean (true or false, without quotes)",
+        int: "an integer",
+        float: "a number",
+        str: "a string (in quotes)",
+        dict: "a table",
+    }
+    # None is the "leave it to the default" value: no file or flag gives it.
+    options = [o for o in _options(expected) if o is not type(None)]
+    return " or ".join(
+        names.get(typing.get_origin(o) or o, getattr(o, "__name__", str(o))) for o in options
+    )
 
 
 @dataclass(frozen=True)

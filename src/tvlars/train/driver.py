@@ -46,6 +46,15 @@ AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 Log = Callable[[str], None]
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during epoch ``epoch`` (counted from 1): the run resumes from the checkpoint
+    of the epoch before."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(epoch)
+        self.epoch = epoch
+
+
 class Task:
     """What a kind of run adds to the driver.
 
@@ -127,17 +136,25 @@ class Task:
 
 
 def run_task(
-    task_class: type[Task], config: RunConfig, *, progress: bool = True, log: Log = print
+    task_class: type[Task],
+    config: RunConfig,
+    *,
+    progress: bool = True,
+    log: Log = print,
+    restart: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume, or report) the run ``config`` describes as a ``task_class`` task;
-    return its summary."""
+    return its summary. The run holds its folder's lock throughout; ``restart`` deletes the
+    folder's previous files first (e.g. a damaged checkpoint)."""
     config = config.resolved()
     if config.threads:
         torch.set_num_threads(config.threads)
     processes = distributed.start(config.device)
     try:
         log = log if processes.is_main else _silent
-        return _drive(task_class(config, processes, log), progress)
+        folder = RunFolder(config.out or f"runs/{config.run_id()}")
+        with folder.held(processes, restart):
+            return _drive(task_class(config, processes, log), folder, progress)
     finally:
         distributed.stop(processes)
 
@@ -160,12 +177,11 @@ def load_data(config: RunConfig, processes: distributed.Processes):
     return dataset if processes.is_main else load()
 
 
-def _drive(task: Task, progress: bool) -> dict[str, Any]:
+def _drive(task: Task, folder: RunFolder, progress: bool) -> dict[str, Any]:
     config, processes, log = task.config, task.processes, task.log
     run_id = config.run_id()
-    folder = RunFolder(config.out or f"runs/{run_id}")
-    if folder.is_finished():
-        summary = folder.read_summary()
+    summary = folder.finished_summary(run_id)  # refuses another run's folder
+    if summary is not None:
         log(f"{folder.path} is finished: {task.finished_line(summary)}; nothing to do")
         return summary
 
@@ -200,13 +216,8 @@ def _drive(task: Task, progress: bool) -> dict[str, Any]:
     task.prepare(dataset, plan, network)
 
     start_epoch, rows, elapsed, train_seconds = 0, [], 0.0, 0.0
-    checkpoint = folder.load_checkpoint()
+    checkpoint = folder.load_checkpoint(run_id)  # refuses a damaged or another run's one
     if checkpoint is not None:
-        if checkpoint["run_id"] != run_id:
-            raise ValueError(
-                f"{folder.path} holds run {checkpoint['run_id']}, not {run_id}: the settings "
-                "differ from the ones it was started with. Use another --out folder."
-            )
         network.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
@@ -245,6 +256,7 @@ def _drive(task: Task, progress: bool) -> dict[str, Any]:
     log(task.describe(plan))
 
     diverged_epoch = None
+    epoch = start_epoch
     try:
         # A run killed after the checkpoint of a diverged epoch is over: train no further.
         diverged_before = bool(rows) and not math.isfinite(rows[-1]["train_loss"])
@@ -289,6 +301,8 @@ def _drive(task: Task, progress: bool) -> dict[str, Any]:
                 loss = row["train_loss"]
                 log(f"diverged at epoch {diverged_epoch}: the {task.loss_name} is {loss}")
                 break
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(epoch + 1) from None
     finally:
         if recorder is not None:
             recorder.close()

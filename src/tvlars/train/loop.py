@@ -24,15 +24,28 @@ from tvlars.data import EvalBatches
 from tvlars.models import build_model
 from tvlars.train import distributed
 from tvlars.train.config import Plan, RunConfig
-from tvlars.train.driver import AUTOCAST_DTYPES, EXIT_DIVERGED, Task, run_task
+from tvlars.train.driver import (
+    AUTOCAST_DTYPES,
+    EXIT_DIVERGED,
+    Task,
+    TrainingInterrupted,
+    run_task,
+)
 from tvlars.train.run_folder import METRIC_COLUMNS
 
-__all__ = ["EXIT_DIVERGED", "ClassificationTask", "evaluate", "train"]
+__all__ = ["EXIT_DIVERGED", "ClassificationTask", "TrainingInterrupted", "evaluate", "train"]
 
 
-def train(config: RunConfig, *, progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Train (or resume, or report) the run ``config`` describes; return its summary."""
-    return run_task(ClassificationTask, config, progress=progress, log=log)
+def train(
+    config: RunConfig,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    restart: bool = False,
+) -> dict:
+    """Train (or resume, or report) the run ``config`` describes; return its summary.
+    ``restart`` deletes the run folder's previous files first (a damaged checkpoint)."""
+    return run_task(ClassificationTask, config, progress=progress, log=log, restart=restart)
 
 
 class ClassificationTask(Task):
