@@ -20,6 +20,16 @@ from tvlars.experiments.grid import method_name, uses_lambda
 
 #: Share of a run's best test accuracy that counts as converged.
 CONVERGED_SHARE = 0.95
+#: Config keys a run's row label or group key already shows (the grid's axes), the seed,
+#: and keys that do not change what a run computes; any other key that differs between
+#: runs keeps them apart (:func:`mark_differing_settings`).
+UNPOOLED_EXEMPT = frozenset(
+    {
+        "task", "method", "dataset", "batch_size", "lr", "optimizer", "schedule", "preset",
+        "init", "lmbda", "tv_decay", "excluded_lr_scale", "seed",
+        "out", "threads", "data_dir", "device", "extra",
+    }
+)  # fmt: skip
 
 
 @dataclass
@@ -45,9 +55,20 @@ class Run:
     excluded_lr_scale: float
     epochs: int
     steps_per_epoch: int | None
+    #: The LR the optimizer got, where the method scales the grid's (``lr``: the column).
+    optimizer_lr: float = math.nan
+    preset: str = "paper"
+    #: Settings (other than the grid's axes and the seed) in which this run differs from
+    #: other runs of the folder, e.g. ``epochs=1``: part of its row label, so that runs of
+    #: different settings are never pooled over seeds (see :func:`mark_differing_settings`).
+    setting_note: str = ""
+    #: Every hashed config key except the seed: runs pool over seeds only when these agree.
+    settings: dict[str, Any] = field(default_factory=dict)
     final_acc: float = math.nan
     best_acc: float = math.nan
     diverged: bool = False
+    #: Barlow Twins: the linear probe's accuracy on a random backbone (the baseline).
+    random_acc: float = math.nan
     wall_seconds: float = math.nan
     metrics: list[dict[str, float]] = field(default_factory=list)
     error: str = ""
@@ -127,6 +148,7 @@ def read_run(folder: Path) -> Run | None:
     settings = {**cell, **config}
     optimizer = config.get("optimizer") or cell.get("optimizer") or "tvlars"
     schedule = config.get("schedule") or cell.get("schedule") or "none"
+    preset = str(config.get("preset") or "paper")
     summary = _read_json(folder / "summary.json")
     state = cell_state(folder)
     if state == "finished" and summary.get("diverged"):
@@ -137,10 +159,11 @@ def read_run(folder: Path) -> Run | None:
         folder=folder,
         state=state,
         task=cell.get("task", "classification"),
-        method=cell.get("method") or method_name(optimizer, schedule),
+        method=cell.get("method") or method_name(optimizer, schedule, preset),
         dataset=str(settings.get("dataset", "?")),
         batch_size=int(settings.get("batch_size", 0)),
-        lr=float(settings.get("lr") or 0.0),
+        # The grid's column (cell.json); the config's LR is what the optimizer got.
+        lr=float(cell.get("lr") or settings.get("lr") or 0.0),
         seed=int(settings.get("seed", 0)),
         init=str(settings.get("init", "?")),
         optimizer=optimizer,
@@ -152,11 +175,21 @@ def read_run(folder: Path) -> Run | None:
         excluded_lr_scale=float(settings.get("excluded_lr_scale", 1.0)),
         epochs=int(settings.get("epochs", 0)),
         steps_per_epoch=plan.get("steps_per_epoch"),
+        optimizer_lr=float(settings.get("lr") or 0.0),
+        preset=preset,
+        settings={
+            key: value
+            for key, value in {**config, "pretrain": cell.get("pretrain") or {}}.items()
+            if key not in UNPOOLED_EXEMPT
+        }
+        if config
+        else {},
     )
     if summary:
         run.final_acc = float(summary.get("final_test_acc", math.nan))
         run.best_acc = float(summary.get("best_test_acc", math.nan))
         run.diverged = bool(summary.get("diverged"))
+        run.random_acc = float(summary.get("random_init_linear_acc", math.nan))
         run.wall_seconds = float(summary.get("wall_seconds", math.nan))
     run.metrics = _read_metrics(folder / "metrics.csv")
     if (folder / ERROR_FILE).exists():
@@ -170,7 +203,39 @@ def read_runs(sweep_dir: str | Path) -> list[Run]:
     if not root.is_dir():
         return []
     runs = [read_run(folder) for folder in sorted(root.iterdir()) if folder.is_dir()]
-    return [run for run in runs if run is not None]
+    return mark_differing_settings([run for run in runs if run is not None])
+
+
+def mark_differing_settings(runs: list[Run]) -> list[Run]:
+    """Give each run a ``setting_note`` naming the settings that vary across the folder
+    besides the grid's axes and the seed (a rerun with ``--set epochs=1`` after
+    ``epochs=2``), so that the tables and claims keep such runs apart instead of pooling
+    them into one mean over seeds."""
+    # Compared within a task and dataset (their defaults differ); a run not started yet
+    # has no config to compare.
+    buckets: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        if run.settings:
+            buckets[(run.task, run.dataset)].append(run)
+    for members in buckets.values():
+        keys = sorted({key for run in members for key in run.settings})
+        varying = [
+            key
+            for key in keys
+            if len({json.dumps(r.settings.get(key), sort_keys=True, default=str) for r in members})
+            > 1
+        ]
+        for run in members:
+            run.setting_note = ", ".join(
+                f"{key}={_setting_text(run.settings.get(key))}" for key in varying
+            )
+    return runs
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_setting_text(v)}" for k, v in sorted(value.items())) + "}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def main_init(runs: list[Run]) -> str:
@@ -189,6 +254,11 @@ def variant(run: Run, table_init: str) -> str:
         parts.append(f"excl. LR x{run.excluded_lr_scale:g}")
     if run.init != table_init:
         parts.append(run.init)
+    if run.optimizer_lr and run.lr and not math.isclose(run.optimizer_lr, run.lr):
+        # The row spans the block's LR columns: it names the factor its optimizer got.
+        parts.append(f"LR x{run.optimizer_lr / run.lr:.3g}")
+    if run.setting_note:
+        parts.append(run.setting_note)
     return " · ".join(parts)
 
 
