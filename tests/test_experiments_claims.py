@@ -322,6 +322,12 @@ def convergence_runs(tv_epochs, wa_epochs, tv_acc=85.0, wa_acc=80.0):
     return runs
 
 
+def test_epochs_to_converge_reads_the_crossing_of_95_percent_of_the_best_off_the_curve():
+    run = make_run("TVLARS", 16384, 19.0, 0, 100.0, curve=[10.0, 50.0, 90.0, 100.0, 100.0])
+    assert run.epochs_to_converge() == pytest.approx(3.5)
+    assert make_run("TVLARS", 16384, 19.0, 0, 100.0, curve=[99.0] * 5).epochs_to_converge() == 1
+
+
 def test_tvlars_reaching_its_best_epochs_sooner_holds():
     assert claim_tvlars_converges_faster(convergence_runs((2, 3, 2), (8, 9, 8))).verdict == HOLDS
 

@@ -99,14 +99,24 @@ class Run:
         return self.plan_lmbda if self.plan_lmbda is not None else self.lmbda
 
     def epochs_to_converge(self, share: float = CONVERGED_SHARE) -> float:
-        """The first epoch whose test accuracy reaches ``share`` of the run's best."""
-        accs = [row["test_acc"] for row in self.metrics if math.isfinite(row["test_acc"])]
-        if not accs:
+        """When test accuracy first reaches ``share`` of the run's best, in epochs, read
+        off the curve between the last epoch below the target and the first at or above
+        it: e_prev + (target - a_prev) / (a - a_prev). A fraction, not a whole epoch, so
+        that runs which cross in the same epoch still differ (a paired interval over
+        whole epochs is often zero-width, and then overconfident)."""
+        rows = [row for row in self.metrics if math.isfinite(row["test_acc"])]
+        if not rows:
             return math.nan
-        target = share * max(accs)
-        for row in self.metrics:
-            if math.isfinite(row["test_acc"]) and row["test_acc"] >= target:
-                return row["epoch"]
+        target = share * max(row["test_acc"] for row in rows)
+        previous = None
+        for row in rows:
+            if row["test_acc"] >= target:
+                if previous is None:
+                    return row["epoch"]
+                rise = row["test_acc"] - previous["test_acc"]
+                step = row["epoch"] - previous["epoch"]
+                return previous["epoch"] + (target - previous["test_acc"]) / rise * step
+            previous = row
         return math.nan
 
     def instability(self) -> float:
