@@ -224,3 +224,35 @@ def test_a_toml_file_with_an_unknown_key_is_refused(tmp_path):
     path.write_text('methods = ["TVLARS"]\nbatchs = 3\n[batches]\n512 = [1]\n')
     with pytest.raises(ValueError, match="unknown keys"):
         load_toml(path)
+
+
+def test_seed_k_gives_every_arm_the_same_initial_weights_and_data_order(tmp_path):
+    # At LR 0 no optimizer moves a weight: what a run ends with is its initial weights and
+    # the batch-norm statistics of the batches it saw, in the order it saw them.
+    import dataclasses
+
+    import torch
+
+    from tvlars.train import train
+
+    spec = SweepSpec(
+        name="pairing",
+        methods=("WA-LARS", "WA-LAMB·η", "TVLARS"),
+        batches={256: (0.0,)},
+        seeds=(1, 2),
+        base={"num_samples": 1000, "epochs": 1, "model": "mnist1d-resnet"},
+    )
+    states = {}
+    for cell in expand(spec):
+        out = tmp_path / cell.run_id()
+        train(dataclasses.replace(cell.config, out=str(out)), progress=False, log=lambda m: None)
+        model = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+        states[(cell.method, cell.config.seed)] = model
+
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    for seed in (1, 2):
+        assert same(states[("WA-LARS", seed)], states[("TVLARS", seed)])
+        assert same(states[("WA-LARS", seed)], states[("WA-LAMB·η", seed)])
+    assert not same(states[("WA-LARS", 1)], states[("WA-LARS", 2)])
