@@ -160,7 +160,7 @@ def _line(c: Comparison, a_name: str, a: list[Run], b_name: str, b: list[Run]) -
 def _margin_note(margin: float, unit: str = "points") -> str:
     return (
         f"a comparison decides only when the 95% Student t interval of the per-seed "
-        f"differences clears ±{margin:g} {unit}"
+        f"differences clears ±{margin:g} {unit if margin != 1 else unit.rstrip('s')}"
     )
 
 
@@ -233,7 +233,10 @@ def _lamb_arm_verdict(comparisons: list[Comparison]) -> tuple[str, str]:
     if small in (HIGHER, EQUIVALENT):
         return NOT_HOLD, f"at B={largest} it is not below WA-LARS at the smallest LR"
     if small != LOWER:
-        return UNDECIDED_VERDICT, f"at B={largest} the interval at the smallest LR straddles"
+        return UNDECIDED_VERDICT, (
+            f"at B={largest}, {at_largest[0].where.split(', ')[-1]}, the interval straddles "
+            "the margin"
+        )
     if len(at_largest) == 1:
         return PART, (
             f"below WA-LARS at B={largest}; one LR only, so the small-LR-versus-large-LR "
