@@ -25,7 +25,7 @@ from tvlars.experiments.claims import (
     combine,
 )
 from tvlars.experiments.grid import method_settings
-from tvlars.experiments.records import Run
+from tvlars.experiments.records import Run, group_runs
 from tvlars.experiments.stats import (
     EQUIVALENT,
     HIGHER,
@@ -35,6 +35,7 @@ from tvlars.experiments.stats import (
     paired,
     t_quantile_975,
 )
+from tvlars.experiments.tables import cell_text
 
 EPOCHS = 10
 SEEDS = (0, 1, 2)
@@ -424,6 +425,33 @@ def test_the_higher_lr_clearly_more_accurate_holds():
 def test_the_higher_lr_clearly_less_accurate_does_not_hold():
     claim = claim_higher_lr_better(lr_runs((80.0, 83.0, 81.0), (70.0, 72.0, 71.0)))
     assert claim.verdict == NOT_HOLD
+
+
+# --- Barlow Twins ----------------------------------------------------------------------------
+
+
+def barlow_twins_run(method, seed, probe, random_probe):
+    run = make_run(method, 4096, 10.0, seed, probe, lmbda=1e-5)
+    run.task = "barlow-twins"
+    run.random_acc = random_probe
+    # Pre-training logs its loss per epoch, no test accuracy.
+    run.metrics = [{"epoch": e + 1, "train_loss": 10.0 - e} for e in range(EPOCHS)]
+    return run
+
+
+def test_claim_one_compares_barlow_twins_arms_apart_from_classification():
+    runs = [barlow_twins_run("WA-LARS", s, 60.0 + s, 55.0) for s in SEEDS]
+    runs += [barlow_twins_run("TVLARS", s, 68.0 + s, 55.0) for s in SEEDS]
+    claim = claim_tvlars_beats_lars(runs)
+    assert claim.verdict == HOLDS
+    assert any("barlow-twins / mnist1d" in line for line in claim.evidence)
+    assert math.isnan(runs[0].epochs_to_converge()) and math.isnan(runs[0].instability())
+
+
+def test_a_barlow_twins_cell_shows_the_random_backbone_probe_beside_its_own():
+    runs = [barlow_twins_run("WA-LARS", s, 60.0 + s, 55.0 + s) for s in SEEDS]
+    (group,) = group_runs(runs)
+    assert cell_text(group, with_paper=False) == "61.0 ± 1.0 (n=3) (random backbone 56.0 ± 1.0)"
 
 
 # --- runs of other settings ----------------------------------------------------------------

@@ -171,7 +171,7 @@ def claim_tvlars_beats_lars(runs: list[Run]) -> Claim:
         "(classification and Barlow Twins).",
     )
     table = cells_by_context(runs, ("classification", "barlow-twins"))
-    init = main_init(_done(runs))
+    init = main_init(_done(runs, ("classification", "barlow-twins")))
     # One series per (TVLARS arm, excluded scale, init): across batch sizes, at the highest
     # LR both methods ran at.
     series: dict[tuple, dict[int, tuple[float, list[Run], list[Run]]]] = defaultdict(dict)

@@ -104,7 +104,8 @@ class Run:
         it: e_prev + (target - a_prev) / (a - a_prev). A fraction, not a whole epoch, so
         that runs which cross in the same epoch still differ (a paired interval over
         whole epochs is often zero-width, and then overconfident)."""
-        rows = [row for row in self.metrics if math.isfinite(row["test_acc"])]
+        # Barlow Twins runs log no test accuracy per epoch: no convergence to read.
+        rows = [row for row in self.metrics if math.isfinite(row.get("test_acc", math.nan))]
         if not rows:
             return math.nan
         target = share * max(row["test_acc"] for row in rows)
@@ -122,7 +123,7 @@ class Run:
     def instability(self) -> float:
         """Mean absolute change of test accuracy from one epoch to the next (points) over
         the second half of training, where a stable run has stopped climbing."""
-        accs = [row["test_acc"] for row in self.metrics]
+        accs = [row.get("test_acc", math.nan) for row in self.metrics]
         accs = accs[len(accs) // 2 :]
         steps = [abs(b - a) for a, b in zip(accs, accs[1:], strict=False)]
         steps = [s for s in steps if math.isfinite(s)]
