@@ -23,6 +23,7 @@ from tvlars.experiments.claims import (
     claim_tvlars_beats_lars,
     claim_tvlars_converges_faster,
     combine,
+    epoch_margin,
 )
 from tvlars.experiments.grid import method_settings
 from tvlars.experiments.records import Run, group_runs
@@ -338,9 +339,16 @@ def test_tvlars_reaching_its_best_later_does_not_hold():
     assert claim.verdict == NOT_HOLD
 
 
-def test_tvlars_reaching_its_best_at_the_same_epoch_does_not_hold():
+def test_tvlars_reaching_its_best_at_the_same_epoch_is_undecided():
     claim = claim_tvlars_converges_faster(convergence_runs((5, 6, 5), (5, 6, 5)))
-    assert claim.verdict == NOT_HOLD
+    assert claim.verdict == UNDECIDED_VERDICT
+
+
+def test_the_convergence_margin_is_a_tenth_of_the_run_and_at_least_one_epoch():
+    assert epoch_margin([make_run("TVLARS", 16384, 19.0, 0, 80.0)]) == 1.0
+    long_run = make_run("TVLARS", 16384, 19.0, 0, 80.0)
+    long_run.epochs = 100
+    assert epoch_margin([long_run]) == 10.0
 
 
 def test_reaching_a_much_worse_best_sooner_is_not_converging_faster():

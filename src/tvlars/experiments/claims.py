@@ -42,8 +42,10 @@ PART = "holds in part"
 NOT_HOLD = "does not hold"
 UNDECIDED_VERDICT = "undecided"
 UNTESTED = "not tested by this sweep"
-#: Epochs by which one arm must reach 95% of its best sooner (claim 4).
-EPOCH_MARGIN = 1.0
+#: Claim 4: one arm must reach 95% of its best sooner by this share of the run's epochs (at
+#: least one epoch): the paper's gap is 40-60% of its 100 epochs, and a 12-epoch run's
+#: curves differ by fractions of an epoch from one thread count to another.
+EPOCH_MARGIN_SHARE = 0.1
 #: Points of epoch-to-epoch test-accuracy change that make one arm less stable (claim 3).
 INSTABILITY_MARGIN = 0.5
 #: Points within which accuracies count as "hardly changed" (claim 6).
@@ -363,6 +365,11 @@ def claim_nowa_unstable(runs: list[Run]) -> Claim:
     return claim
 
 
+def epoch_margin(runs: list[Run]) -> float:
+    """Claim 4's margin in epochs: :data:`EPOCH_MARGIN_SHARE` of the longest run."""
+    return max(1.0, EPOCH_MARGIN_SHARE * max((r.epochs for r in runs), default=0))
+
+
 def claim_tvlars_converges_faster(runs: list[Run]) -> Claim:
     claim = Claim(
         "TVLARS converges faster than LARS and LAMB at batch 16K",
@@ -385,7 +392,7 @@ def claim_tvlars_converges_faster(runs: list[Run]) -> Claim:
             epochs = paired(
                 by_seed((r.seed, r.epochs_to_converge()) for r in members),
                 by_seed((r.seed, r.epochs_to_converge()) for r in wa),
-                EPOCH_MARGIN,
+                epoch_margin(members + wa),
             )
             accuracy = compare_accuracy(where, members, wa, batch)
             # Reaching 95% of a poor best sooner is no win: a faster arm must not be less
@@ -406,11 +413,16 @@ def claim_tvlars_converges_faster(runs: list[Run]) -> Claim:
         return claim
     primary = sorted(by_arm, key=lambda name: ("paper shape" in name, name))[0]
     used, note = deciding(by_arm[primary])
-    claim.verdict = combine([c.outcome for c in used], support=LOWER, against=(HIGHER, EQUIVALENT))
+    # As fast within the margin leaves it undecided: a schedule that ends with the run
+    # brings every arm to its best near the end, whatever its speed before.
+    claim.verdict = combine([c.outcome for c in used], support=LOWER, against=(HIGHER,))
     claim.evidence.append(f"{primary}: {note}")
     claim.caveats.append(
-        "compared with WA-LARS only; faster = reaches 95% of its best at least one epoch "
-        "sooner, without lower accuracy; " + _margin_note(EPOCH_MARGIN, "epochs")
+        "compared with WA-LARS only; faster = reaches 95% of its best by more than "
+        f"{EPOCH_MARGIN_SHARE:.0%} of the run's epochs (at least one) sooner, without lower "
+        "accuracy; as fast within the margin is undecided (a schedule that ends with the "
+        "run brings every arm to its best near the end); "
+        + _margin_note(epoch_margin(_done(runs)), "epochs")
     )
     return claim
 
