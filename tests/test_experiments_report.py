@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 
 import pytest
 
 from tvlars.cli import main
-from tvlars.experiments.claims import HOLDS, NOISE, NOT_HOLD, UNTESTED, evaluate_claims, verdict
+from tvlars.experiments.claims import HOLDS, UNDECIDED_VERDICT, UNTESTED, evaluate_claims
 from tvlars.experiments.grid import SweepSpec, expand
 from tvlars.experiments.records import read_runs
 from tvlars.experiments.report import write_report
-from tvlars.experiments.stats import HIGHER, LOWER, TIE, compare, stat
 
 EPOCHS = 10
 
@@ -34,6 +32,7 @@ def write_run(
     curve=None,
     layers=False,
     lmbda=1e-4,
+    epochs=EPOCHS,
 ):
     """A finished run folder as a sweep leaves it; test accuracy rises to ``accuracy``."""
     spec = SweepSpec(
@@ -46,7 +45,7 @@ def write_run(
         lambdas={"classification": () if tv_decay else (lmbda,)},
         tv_decays=(tv_decay,) if tv_decay else (),
         excluded_lr_scales=(excluded,),
-        base={"epochs": EPOCHS},
+        base={"epochs": epochs},
     )
     (cell,) = expand(spec)
     folder = root / "runs" / cell.run_id()
@@ -240,53 +239,50 @@ def test_claims_give_verdicts_from_the_evidence(sweep):
     claims = {c.title: c for c in evaluate_claims(read_runs(sweep))}
     beats = claims["TVLARS is more accurate than WA-LARS at every batch size"]
     assert beats.verdict == HOLDS
-    assert claims["LARS without warm-up (NOWA-LARS) is unstable"].verdict == HOLDS
+    # NOWA-LARS diverged in two of three seeds at B=16384 (a mixed picture): undecided.
+    assert claims["LARS without warm-up (NOWA-LARS) is unstable"].verdict == UNDECIDED_VERDICT
     assert claims["The weight initialization hardly matters"].verdict == UNTESTED
     assert claims["A higher learning rate gives higher accuracy"].verdict == UNTESTED
 
 
-LAMB_CLAIM = "LAMB is weak at small learning rates and large batches"
+def test_runs_differing_in_a_setting_besides_the_seed_are_kept_apart_and_labelled(tmp_path):
+    for seed, acc in enumerate((70.0, 72.0)):
+        write_run(tmp_path, "WA-LARS", 1024, 4.0, seed, acc, epochs=10)
+        write_run(tmp_path, "WA-LARS", 1024, 4.0, seed, acc - 30.0, epochs=5)
+    write_report(tmp_path, figures=False)
+    rows = {r["variant"]: r for r in table_rows(tmp_path)}
+    assert set(rows) == {
+        "WA-LARS · delay_epochs=0.5, epochs=5, warmup_epochs=1",
+        "WA-LARS · delay_epochs=1, epochs=10, warmup_epochs=2",
+    }
+    assert [int(r["n"]) for r in rows.values()] == [2, 2]
+    assert (
+        float(rows["WA-LARS · delay_epochs=1, epochs=10, warmup_epochs=2"]["mean_final_acc"])
+        == 71.0
+    )
 
 
-def test_lamb_far_below_at_small_lrs_and_close_at_the_largest_holds(tmp_path):
-    for lr, lamb in ((15.0, 20.0), (17.0, 45.0), (19.0, 79.0)):
-        write_run(tmp_path, "WA-LARS", 16384, lr, 0, 80.0)
-        write_run(tmp_path, "WA-LAMB", 16384, lr, 0, lamb)
-    claims = {c.title: c for c in evaluate_claims(read_runs(tmp_path))}
-    assert claims[LAMB_CLAIM].verdict == HOLDS
+def test_runs_of_one_setting_carry_no_setting_label(sweep):
+    write_report(sweep, figures=False)
+    assert {r["variant"] for r in table_rows(sweep)} == {
+        "WA-LARS",
+        "NOWA-LARS",
+        "TVLARS · λ=0.0001",
+    }
 
 
-def test_lamb_far_below_at_every_lr_or_diverging_everywhere_holds_only_in_part(tmp_path):
-    for lr in (15.0, 17.0, 19.0):
-        write_run(tmp_path, "WA-LARS", 16384, lr, 0, 80.0)
-        write_run(tmp_path, "WA-LAMB", 16384, lr, 0, 9.5, diverged=True)
-    claim = {c.title: c for c in evaluate_claims(read_runs(tmp_path))}[LAMB_CLAIM]
-    assert claim.verdict == "holds in part"
-    assert any("weak at every LR" in c for c in claim.caveats)
-    assert any("every WA-LAMB run diverged" in c for c in claim.caveats)
-
-
-def test_a_one_seed_difference_under_three_points_is_noise(tmp_path):
-    write_run(tmp_path, "WA-LARS", 1024, 4.0, 0, 70.0)
-    write_run(tmp_path, "TVLARS", 1024, 4.0, 0, 72.5)
-    claims = evaluate_claims(read_runs(tmp_path))
-    assert claims[0].verdict == NOISE
-    assert any("within 3 points" in c for c in claims[0].caveats)
-
-
-def test_verdicts_never_overstate():
-    assert verdict([HIGHER, HIGHER]) == HOLDS
-    assert verdict([HIGHER, TIE]) == "holds in part"
-    assert verdict([HIGHER, LOWER]) == NOT_HOLD
-    assert verdict([TIE, TIE]) == NOISE
-    assert verdict([]) == UNTESTED
-
-
-def test_differences_within_twice_the_standard_error_are_noise():
-    a, b = stat([70.0, 75.0, 80.0]), stat([72.0, 77.0, 82.0])
-    assert compare(a, b)[2] == TIE
-    assert compare(stat([90.0, 90.5, 91.0]), stat([80.0, 80.5, 81.0]))[2] == HIGHER
-    assert math.isnan(stat([1.0]).std)
+def test_wa_lamb_eta_sits_in_the_papers_lr_column_and_its_row_names_the_lr_factor(tmp_path):
+    write_run(tmp_path, "WA-LARS", 16384, 19.0, 0, 80.0)
+    folder = write_run(tmp_path, "WA-LAMB·η", 16384, 19.0, 0, 90.0)
+    config = json.loads((folder / "config.json").read_text())["config"]
+    assert config["lr"] == pytest.approx(0.019) and config["preset"] == "paper"
+    lamb = write_run(tmp_path, "WA-LAMB", 16384, 19.0, 0, 12.0)
+    lamb_config = json.loads((lamb / "config.json").read_text())["config"]
+    assert lamb_config["lr"] == 19.0 and lamb_config["preset"] == "official"
+    text = write_report(tmp_path, figures=False).table
+    assert "*19*" in text and "*0.019*" not in text
+    assert "| WA-LAMB·η · LR x0.001 | 90.0 |" in text
+    assert "| WA-LAMB | 12.0 |" in text
 
 
 def test_the_report_command_writes_report_md_and_prints_the_table(tmp_path, capsys):

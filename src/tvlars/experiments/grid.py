@@ -30,6 +30,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "WA-LARS": ("lars", "warmup-cosine"),
     "NOWA-LARS": ("lars", "poly"),
     "WA-LAMB": ("lamb", "warmup-cosine"),
+    "WA-LAMB·η": ("lamb", "warmup-cosine"),
     "NOWA-LAMB": ("lamb", "poly"),
     "TVLARS": ("tvlars", "none"),
 }
@@ -47,6 +48,18 @@ GRID_KEYS = (
     "excluded_lr_scale",
     "seed",
 )
+
+#: eta, LARS's trust-ratio coefficient: ``WA-LAMB·η`` runs the standard LAMB at the grid's
+#: LR x eta, which gives each adapted layer the relative step per update that LARS's trust
+#: ratio gives it (|Δw| / |w| = lr x eta).
+LAMB_ETA = 1e-3
+#: Methods that are not the optimizer's default preset at the grid's LR: ``WA-LAMB`` is
+#: Table I's LAMB, the authors' arithmetic (``LAMB.official``) at the paper's LRs;
+#: ``WA-LAMB·η`` the standard LAMB at the LR times eta (the fair baseline).
+METHOD_PRESET: dict[str, str] = {"WA-LAMB": "official", "NOWA-LAMB": "official"}
+METHOD_LR_FACTOR: dict[str, float] = {"WA-LAMB·η": LAMB_ETA}
+#: ASCII spellings accepted on the command line and in TOML files.
+METHOD_ALIASES: dict[str, str] = {"WA-LAMB-eta": "WA-LAMB·η"}
 #: The lambda a cell records when its method never reads it, so that such a cell has one
 #: run id whatever lambdas the sweep lists (RunConfig's default).
 UNUSED_LAMBDA = RunConfig().lmbda
@@ -59,26 +72,36 @@ OPTIMIZER_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+def canonical_method(method: str) -> str:
+    """The method's name as the report prints it (``WA-LAMB-eta`` is ``WA-LAMB·η``)."""
+    return METHOD_ALIASES.get(method, method)
+
+
 def method_settings(method: str) -> tuple[str, str]:
     """(optimizer, schedule) of a method: a paper name (``WA-LARS``) or any
     ``optimizer:schedule`` pair (``lamb:tv`` is TV-LAMB, ``sgd:warmup-cosine``)."""
+    method = canonical_method(method)
     if method in METHODS:
         return METHODS[method]
     optimizer, sep, schedule = method.partition(":")
     if not sep or optimizer not in OPTIMIZERS or schedule not in SCHEDULES:
         raise ValueError(
-            f"unknown method {method!r}: use one of {sorted(METHODS)} or "
-            f"'optimizer:schedule' with an optimizer in {OPTIMIZERS} and a schedule in {SCHEDULES}"
+            f"unknown method {method!r}: use one of {sorted(METHODS)} (or "
+            f"{sorted(METHOD_ALIASES)}) or 'optimizer:schedule' with an optimizer in "
+            f"{OPTIMIZERS} and a schedule in {SCHEDULES}"
         )
     return optimizer, schedule
 
 
-def method_name(optimizer: str, schedule: str) -> str:
-    """The inverse of :func:`method_settings`: the paper's name where there is one."""
+def method_name(optimizer: str, schedule: str, preset: str = "paper") -> str:
+    """The inverse of :func:`method_settings` for a run made by hand (its LR is the one it
+    got): the paper's name where the settings are one of its methods."""
     for name, settings in METHODS.items():
-        if settings == (optimizer, schedule):
+        if name in METHOD_LR_FACTOR:
+            continue
+        if settings == (optimizer, schedule) and METHOD_PRESET.get(name, "paper") == preset:
             return name
-    return f"{optimizer}:{schedule}"
+    return f"{optimizer}:{schedule}" + ("" if preset == "paper" else f":{preset}")
 
 
 def uses_lambda(optimizer: str, schedule: str) -> bool:
@@ -151,6 +174,9 @@ class Cell:
     config: RunConfig
     pretrain: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)
+    #: The LR of the grid's column when the optimizer runs at another one (``WA-LAMB·η``
+    #: in column 19 runs at 0.019); ``None``: the optimizer's own.
+    grid_lr: float | None = None
 
     def run_id(self) -> str:
         """The folder name: the config's run id for classification; for Barlow Twins a hash
@@ -175,6 +201,10 @@ class Cell:
 
         return PretrainConfig(**{**dataclasses.asdict(self.config), **self.pretrain, **overrides})
 
+    @property
+    def table_lr(self) -> float:
+        return self.config.lr if self.grid_lr is None else self.grid_lr
+
     def describe(self) -> dict[str, Any]:
         """The cell's coordinates on the grid's axes (what cell.json records)."""
         c = self.config
@@ -183,7 +213,8 @@ class Cell:
             "method": self.method,
             "dataset": c.dataset,
             "batch_size": c.batch_size,
-            "lr": c.lr,
+            "lr": self.table_lr,
+            "optimizer_lr": c.lr,
             "seed": c.seed,
             "init": c.init,
             "lmbda": c.lmbda,
@@ -208,6 +239,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
 
 
 def _method_cells(spec, task, dataset, batch_size, lr, method) -> list[Cell]:
+    method = canonical_method(method)
     optimizer, schedule = method_settings(method)
     if uses_lambda(optimizer, schedule):
         decays = [(lmbda, None) for lmbda in spec.lambdas.get(task, ())]
@@ -230,7 +262,8 @@ def _method_cells(spec, task, dataset, batch_size, lr, method) -> list[Cell]:
                         "init": init,
                         "optimizer": optimizer,
                         "schedule": schedule,
-                        "lr": float(lr),
+                        **({"preset": METHOD_PRESET[method]} if method in METHOD_PRESET else {}),
+                        "lr": float(lr) * METHOD_LR_FACTOR.get(method, 1.0),
                         "batch_size": int(batch_size),
                         "lmbda": float(lmbda),
                         "tv_decay": None if tv_decay is None else float(tv_decay),
@@ -238,9 +271,9 @@ def _method_cells(spec, task, dataset, batch_size, lr, method) -> list[Cell]:
                         "seed": int(seed),
                     }
                     pretrain = dict(spec.pretrain) if task == "barlow-twins" else {}
-                    cells.append(
-                        Cell(task, method, RunConfig.from_dict(values), pretrain, dict(spec.labels))
-                    )
+                    config = RunConfig.from_dict(values)
+                    grid_lr = float(lr) if config.lr != float(lr) else None
+                    cells.append(Cell(task, method, config, pretrain, dict(spec.labels), grid_lr))
     return cells
 
 

@@ -17,9 +17,21 @@ from typing import Any
 
 from tvlars.experiments.cell_run import CELL_FILE, ERROR_FILE, RUNS_DIR, cell_state
 from tvlars.experiments.grid import method_name, uses_lambda
+from tvlars.train.config import RunConfig
 
 #: Share of a run's best test accuracy that counts as converged.
 CONVERGED_SHARE = 0.95
+#: Config keys a run's row label or group key already shows (the grid's axes), the seed,
+#: and keys that do not change what a run computes; any other key that differs between
+#: runs keeps them apart (:func:`mark_differing_settings`).
+UNPOOLED_EXEMPT = frozenset(
+    {
+        "task", "method", "dataset", "batch_size", "lr", "optimizer", "schedule", "preset",
+        "init", "lmbda", "tv_decay", "excluded_lr_scale", "seed",
+        # where or how fast a run went, not what it computed (not in the run id either)
+        *RunConfig._NOT_HASHED,
+    }
+)  # fmt: skip
 
 
 @dataclass
@@ -45,9 +57,20 @@ class Run:
     excluded_lr_scale: float
     epochs: int
     steps_per_epoch: int | None
+    #: The LR the optimizer got, where the method scales the grid's (``lr``: the column).
+    optimizer_lr: float = math.nan
+    preset: str = "paper"
+    #: Settings (other than the grid's axes and the seed) in which this run differs from
+    #: other runs of the folder, e.g. ``epochs=1``: part of its row label, so that runs of
+    #: different settings are never pooled over seeds (see :func:`mark_differing_settings`).
+    setting_note: str = ""
+    #: Every hashed config key except the seed: runs pool over seeds only when these agree.
+    settings: dict[str, Any] = field(default_factory=dict)
     final_acc: float = math.nan
     best_acc: float = math.nan
     diverged: bool = False
+    #: Barlow Twins: the linear probe's accuracy on a random backbone (the baseline).
+    random_acc: float = math.nan
     wall_seconds: float = math.nan
     metrics: list[dict[str, float]] = field(default_factory=list)
     error: str = ""
@@ -78,20 +101,31 @@ class Run:
         return self.plan_lmbda if self.plan_lmbda is not None else self.lmbda
 
     def epochs_to_converge(self, share: float = CONVERGED_SHARE) -> float:
-        """The first epoch whose test accuracy reaches ``share`` of the run's best."""
-        accs = [row["test_acc"] for row in self.metrics if math.isfinite(row["test_acc"])]
-        if not accs:
+        """When test accuracy first reaches ``share`` of the run's best, in epochs, read
+        off the curve between the last epoch below the target and the first at or above
+        it: e_prev + (target - a_prev) / (a - a_prev). A fraction, not a whole epoch, so
+        that runs which cross in the same epoch still differ (a paired interval over
+        whole epochs is often zero-width, and then overconfident)."""
+        # Barlow Twins runs log no test accuracy per epoch: no convergence to read.
+        rows = [row for row in self.metrics if math.isfinite(row.get("test_acc", math.nan))]
+        if not rows:
             return math.nan
-        target = share * max(accs)
-        for row in self.metrics:
-            if math.isfinite(row["test_acc"]) and row["test_acc"] >= target:
-                return row["epoch"]
+        target = share * max(row["test_acc"] for row in rows)
+        previous = None
+        for row in rows:
+            if row["test_acc"] >= target:
+                if previous is None:
+                    return row["epoch"]
+                rise = row["test_acc"] - previous["test_acc"]
+                step = row["epoch"] - previous["epoch"]
+                return previous["epoch"] + (target - previous["test_acc"]) / rise * step
+            previous = row
         return math.nan
 
     def instability(self) -> float:
         """Mean absolute change of test accuracy from one epoch to the next (points) over
         the second half of training, where a stable run has stopped climbing."""
-        accs = [row["test_acc"] for row in self.metrics]
+        accs = [row.get("test_acc", math.nan) for row in self.metrics]
         accs = accs[len(accs) // 2 :]
         steps = [abs(b - a) for a, b in zip(accs, accs[1:], strict=False)]
         steps = [s for s in steps if math.isfinite(s)]
@@ -186,6 +220,7 @@ def _read_run(folder: Path, problems: list[str]) -> Run:
     settings = {**cell, **config}
     optimizer = config.get("optimizer") or cell.get("optimizer") or "tvlars"
     schedule = config.get("schedule") or cell.get("schedule") or "none"
+    preset = str(config.get("preset") or "paper")
     summary = read_json_object(folder / "summary.json", problems)
     state = cell_state(folder)
     if state == "finished" and summary.get("diverged"):
@@ -196,10 +231,11 @@ def _read_run(folder: Path, problems: list[str]) -> Run:
         folder=folder,
         state=state,
         task=cell.get("task", "classification"),
-        method=cell.get("method") or method_name(optimizer, schedule),
+        method=cell.get("method") or method_name(optimizer, schedule, preset),
         dataset=str(settings.get("dataset", "?")),
         batch_size=int(settings.get("batch_size", 0)),
-        lr=float(settings.get("lr") or 0.0),
+        # The grid's column (cell.json); the config's LR is what the optimizer got.
+        lr=float(cell.get("lr") or settings.get("lr") or 0.0),
         seed=int(settings.get("seed", 0)),
         init=str(settings.get("init", "?")),
         optimizer=optimizer,
@@ -211,11 +247,21 @@ def _read_run(folder: Path, problems: list[str]) -> Run:
         excluded_lr_scale=float(settings.get("excluded_lr_scale", 1.0)),
         epochs=int(settings.get("epochs", 0)),
         steps_per_epoch=plan.get("steps_per_epoch"),
+        optimizer_lr=float(settings.get("lr") or 0.0),
+        preset=preset,
+        settings={
+            key: value
+            for key, value in {**config, "pretrain": cell.get("pretrain") or {}}.items()
+            if key not in UNPOOLED_EXEMPT
+        }
+        if config
+        else {},
     )
     if summary:
         run.final_acc = float(summary.get("final_test_acc", math.nan))
         run.best_acc = float(summary.get("best_test_acc", math.nan))
         run.diverged = bool(summary.get("diverged"))
+        run.random_acc = float(summary.get("random_init_linear_acc", math.nan))
         run.wall_seconds = float(summary.get("wall_seconds", math.nan))
     run.metrics = _read_metrics(folder / "metrics.csv", problems)
     if (folder / ERROR_FILE).exists():
@@ -234,7 +280,40 @@ def read_runs(sweep_dir: str | Path) -> list[Run]:
     root = Path(sweep_dir) / RUNS_DIR
     if not root.is_dir():
         return []
-    return [read_run(folder) for folder in sorted(root.iterdir()) if folder.is_dir()]
+    runs = [read_run(folder) for folder in sorted(root.iterdir()) if folder.is_dir()]
+    return mark_differing_settings(runs)
+
+
+def mark_differing_settings(runs: list[Run]) -> list[Run]:
+    """Give each run a ``setting_note`` naming the settings that vary across the folder
+    besides the grid's axes and the seed (a rerun with ``--set epochs=1`` after
+    ``epochs=2``), so that the tables and claims keep such runs apart instead of pooling
+    them into one mean over seeds."""
+    # Compared within a task and dataset (their defaults differ); a run not started yet
+    # has no config to compare.
+    buckets: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        if run.settings:
+            buckets[(run.task, run.dataset)].append(run)
+    for members in buckets.values():
+        keys = sorted({key for run in members for key in run.settings})
+        varying = [
+            key
+            for key in keys
+            if len({json.dumps(r.settings.get(key), sort_keys=True, default=str) for r in members})
+            > 1
+        ]
+        for run in members:
+            run.setting_note = ", ".join(
+                f"{key}={_setting_text(run.settings.get(key))}" for key in varying
+            )
+    return runs
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_setting_text(v)}" for k, v in sorted(value.items())) + "}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def main_init(runs: list[Run]) -> str:
@@ -253,6 +332,11 @@ def variant(run: Run, table_init: str) -> str:
         parts.append(f"excl. LR x{run.excluded_lr_scale:g}")
     if run.init != table_init:
         parts.append(run.init)
+    if run.optimizer_lr and run.lr and not math.isclose(run.optimizer_lr, run.lr):
+        # The row spans the block's LR columns: it names the factor its optimizer got.
+        parts.append(f"LR x{run.optimizer_lr / run.lr:.3g}")
+    if run.setting_note:
+        parts.append(run.setting_note)
     return " · ".join(parts)
 
 

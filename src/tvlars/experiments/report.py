@@ -29,6 +29,7 @@ from tvlars.experiments.records import (
     read_json_object,
     read_runs,
 )
+from tvlars.experiments.stats import MIN_SEEDS
 from tvlars.experiments.tables import (
     convergence_markdown,
     convergence_rows,
@@ -41,6 +42,16 @@ from tvlars.experiments.tables import (
 
 PAPER_DATASETS = {dataset for _, dataset in paper_table.COLUMN_GROUPS}
 UNUSABLE = (DAMAGED, UNREADABLE)
+
+VERDICT_RULE = (
+    "How a verdict is reached: seed k gives every arm the same initial weights and data "
+    "order, so two arms are compared through their per-seed differences; each comparison "
+    "shows the mean difference and its 95% Student t interval over the paired seeds. It "
+    "decides (higher, lower, or equivalent within ±margin) only when the whole interval "
+    f"clears the margin and at least {MIN_SEEDS} seeds pair up; otherwise it is undecided. "
+    "A claim holds when every deciding comparison supports it, does not hold when one "
+    "contradicts it, and is undecided otherwise."
+)
 
 
 def _sweep_info(sweep_dir: Path, problems: list[str]) -> dict:
@@ -135,7 +146,7 @@ def write_report(sweep_dir: str | Path, *, figures: bool = True) -> Report:
     lines += [f"![{p.stem}]({p.name})" for p in drawn] or ["(none: the sweep lacks their runs)"]
     if figure_errors:
         lines += ["", "Figures that failed:", ""] + [f"    {e}" for e in figure_errors]
-    lines += ["", "## The paper's claims", ""]
+    lines += ["", "## The paper's claims", "", VERDICT_RULE, ""]
     claims = evaluate_claims(runs)
     lines += _claims(claims)
     lines += ["", "## Table I as published (CIFAR-10, classification)", ""]

@@ -3,8 +3,11 @@
 Table I's layout: one block per batch size, a row of learning rates, then one row per
 method; columns are (task, dataset) groups, each spanning that batch size's LRs. A cell is
 the final test accuracy, mean ± sample standard deviation over seeds (n = seeds), with
-"†k" when k of its runs diverged and "✗k" when k failed; where the sweep runs the
-paper's own datasets, Table I's number follows in brackets.
+"†k" when k of its runs diverged and "✗k" when k failed; a Barlow Twins cell is the linear
+probe's accuracy, followed by the probe's accuracy on a random backbone (the baseline the
+pre-training must beat); where the sweep runs the paper's own datasets, Table I's number
+follows in brackets. A column keeps the paper's LR; a method that runs at another LR
+(``WA-LAMB·η``: the LR x eta) says so in its row label (``LR x0.001``).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from tvlars.experiments.records import Group, Run
 from tvlars.experiments.stats import stat
 
 RUN_COLUMNS = (
-    "run_id", "state", "task", "method", "dataset", "batch_size", "lr", "seed", "init",
+    "run_id", "state", "task", "method", "dataset", "batch_size", "lr", "optimizer_lr", "seed",
+    "init", "setting_note",
     "lmbda", "tv_decay", "plan_lmbda", "paper_lambda", "excluded_lr_scale", "epochs",
-    "final_acc", "best_acc", "diverged", "epochs_to_95", "wall_seconds", "error",
+    "final_acc", "best_acc", "random_acc", "diverged", "epochs_to_95", "wall_seconds", "error",
 )  # fmt: skip
 GROUP_COLUMNS = (
     "task", "dataset", "batch_size", "lr", "variant", "n", "mean_final_acc", "std_final_acc",
@@ -49,6 +53,9 @@ def cell_text(group: Group, with_paper: bool) -> str:
     text = s.text() if s.n else ("diverged" if group.diverged else "—")
     if s.n > 1:
         text += f" (n={s.n})"
+    random = stat(r.random_acc for r in group.done)
+    if group.task == "barlow-twins" and random.n:
+        text += f" (random backbone {random.text()})"
     if group.diverged:
         text += f" †{group.diverged}"
     if group.failed:
@@ -99,7 +106,7 @@ def table_one_markdown(groups: list[Group], with_paper: bool) -> str:
     return "\n".join(lines)
 
 
-_METHOD_ORDER = ("WA-LARS", "NOWA-LARS", "WA-LAMB", "NOWA-LAMB", "TVLARS")
+_METHOD_ORDER = ("WA-LARS", "NOWA-LARS", "WA-LAMB", "WA-LAMB·η", "NOWA-LAMB", "TVLARS")
 
 
 def _variant_order(name: str) -> tuple:
