@@ -146,6 +146,11 @@ def test_dataset_names_are_normalized_and_pick_the_papers_model(dataset, name, m
     assert (config.dataset, config.model) == (name, model)
 
 
+def test_a_dataset_without_a_default_model_gets_resnet18():
+    # The data registry names unknown datasets when loading; the config does not check them.
+    assert RunConfig(dataset="imagenet").resolved().model == "resnet18"
+
+
 @pytest.mark.parametrize(
     ("optimizer", "schedule", "lr"),
     [
