@@ -222,7 +222,7 @@ def test_warmup_must_end_before_the_last_epoch_only_with_a_warmup_schedule():
 
 @pytest.mark.parametrize("decay", [0.0, -1.0])
 def test_tv_decay_must_be_positive(decay):
-    with pytest.raises(ValueError, match="--tv-decay must be > 0"):
+    with pytest.raises(ValueError, match="^--tv-decay must be > 0$"):
         RunConfig(tv_decay=decay).resolved()
 
 

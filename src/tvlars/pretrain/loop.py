@@ -55,6 +55,7 @@ from tvlars.train.config import Plan
 from tvlars.train.loop import (
     AUTOCAST_DTYPES,
     EXIT_DIVERGED,
+    applied_steps,
     load_data,
     progress_bar,
     save_epoch,
@@ -184,7 +185,7 @@ def _run(
             network.named_parameters(),
             folder.layers,
             every=config.telemetry_every,
-            start_step=start_epoch * plan.steps_per_epoch,
+            start_step=applied_steps(checkpoint, start_epoch * plan.steps_per_epoch),
         )
     log(
         f"Barlow Twins with {config.optimizer} on {config.dataset} with {config.model}, "
