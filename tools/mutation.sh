@@ -42,7 +42,8 @@ case $module in
                tests/test_train.py::test_bad_flags_give_a_clear_error) ;;
     loop-resume)
         source=src/tvlars/train/loop.py
-        # TVLARS and WA-LARS resumed (LAMB adds no resume path), a folder of another run.
+        # TVLARS, WA-LARS and WA-LARS in fp16 resumed (WA-LAMB takes the same path), and a
+        # folder of another run refused.
         tests=(tests/test_train.py -k "killed_run_resumes and lars or another_run") ;;
     claims)
         source=src/tvlars/experiments/claims.py
