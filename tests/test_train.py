@@ -3,6 +3,7 @@ divergence, run folders."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -77,9 +78,23 @@ def test_summary_and_config_record_the_excluded_lr_scale(tmp_path):
     assert config["config"]["excluded_lr_scale"] == 1e-3
 
 
-@pytest.mark.parametrize("method", RESUMED_METHODS)
-def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, monkeypatch, method):
-    settings = RESUMED_METHODS[method]
+# fp16 adds the GradScaler's state to restore.
+RESUMED_IN_TRAINING = {
+    **RESUMED_METHODS,
+    "WA-LARS-fp16": {**RESUMED_METHODS["WA-LARS"], "precision": "fp16"},
+}
+
+
+@pytest.mark.parametrize("method", RESUMED_IN_TRAINING)
+def test_a_killed_run_resumes_to_the_same_weights_and_metrics(
+    tmp_path, monkeypatch, capsys, method
+):
+    settings = RESUMED_IN_TRAINING[method]
+    if settings.get("precision") == "fp16":
+        # A loss scale that doubles every second step (and halves on an overflow) changes
+        # within the first epoch, so the resumed run must take it from the checkpoint.
+        scaler = functools.partial(torch.amp.GradScaler, growth_interval=2)
+        monkeypatch.setattr(torch.amp, "GradScaler", scaler)
     train(tiny(tmp_path / "whole", **settings), progress=False)
     _, resumed_at = kill_and_resume(
         lambda folder: train(tiny(folder, **settings), progress=False),
@@ -91,6 +106,7 @@ def test_a_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, monkeypa
     assert_resumed_run_equals_whole_run(tmp_path / "whole", tmp_path / "killed")
     if settings["schedule"] == "warmup-cosine":
         assert_resumed_mid_warmup(tmp_path / "killed", resumed_at)
+    assert f"resuming {tmp_path / 'killed'} at epoch 1\n" in capsys.readouterr().out
 
 
 def test_the_lr_column_follows_the_warmup_to_its_last_step_then_the_cosine(tmp_path):
@@ -127,7 +143,7 @@ def test_a_folder_of_another_run_is_refused(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train(tiny(tmp_path), progress=False)
     monkeypatch.setattr(DeviceBatches, "epoch", original_epoch)
-    with pytest.raises(ValueError, match="settings differ"):
+    with pytest.raises(ValueError, match="settings differ .* Use another --out folder"):
         train(tiny(tmp_path, lr=0.5), progress=False)
 
 

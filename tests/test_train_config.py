@@ -146,6 +146,11 @@ def test_dataset_names_are_normalized_and_pick_the_papers_model(dataset, name, m
     assert (config.dataset, config.model) == (name, model)
 
 
+def test_a_dataset_without_a_default_model_gets_resnet18():
+    # The data registry names unknown datasets when loading; the config does not check them.
+    assert RunConfig(dataset="imagenet").resolved().model == "resnet18"
+
+
 @pytest.mark.parametrize(
     ("optimizer", "schedule", "lr"),
     [
@@ -217,7 +222,7 @@ def test_warmup_must_end_before_the_last_epoch_only_with_a_warmup_schedule():
 
 @pytest.mark.parametrize("decay", [0.0, -1.0])
 def test_tv_decay_must_be_positive(decay):
-    with pytest.raises(ValueError, match="--tv-decay must be > 0"):
+    with pytest.raises(ValueError, match="^--tv-decay must be > 0$"):
         RunConfig(tv_decay=decay).resolved()
 
 

@@ -6,16 +6,18 @@
 # MODULE is one of: schedules, config, loop-resume, claims, stats (the module and the test
 # files that specify it are listed below). The run happens in a copy of the working tree
 # under ${MUTATION_DIR:-/tmp/tvlars-mutation}/MODULE (mutmut writes its mutants/ folder
-# there), one mutant at a time (--max-children 1), niced. It prints the surviving mutants
-# and the score: mutants killed (a test failed or timed out) / mutants checked.
+# there), one mutant at a time (--max-children 1), at nice 10 (run the script itself without
+# nice: nice adds up). It prints the surviving mutants and the score: mutants killed (a test
+# failed or timed out) / mutants checked.
 # Inspect one survivor with: (cd /tmp/tvlars-mutation/MODULE && mutmut show NAME).
 # Optional GLOBS (mutmut's mutant names, e.g. "tvlars.schedules.x_polynomial*") check only
 # those mutants.
 #
 # Not part of .ci/run: a module takes minutes to tens of minutes on two cores.
 #
-# loop-resume mutates src/tvlars/train/loop.py but runs only the mutants whose change lies
-# in _train's resume block (from "checkpoint = folder.load_checkpoint()" to the "resuming"
+# loop-resume mutates src/tvlars/train/driver.py (the epoch driver both tasks share) but runs
+# only the mutants whose change lies in _drive's resume block (from "checkpoint =
+# folder.load_checkpoint(" to the "resuming"
 # log line), against the resume tests.
 set -euo pipefail
 
@@ -35,16 +37,21 @@ case $module in
         tests=(tests/test_schedules.py) ;;
     config)
         source=src/tvlars/train/config.py
-        tests=(tests/test_train_config.py tests/test_train.py -k "run_id or toml or bad_flags") ;;
+        tests=(tests/test_train_config.py
+               tests/test_train.py::test_run_id_depends_on_what_is_computed_not_where
+               tests/test_train.py::test_toml_config_supplies_the_flags_and_flags_override_it
+               tests/test_train.py::test_bad_flags_give_a_clear_error) ;;
     loop-resume)
-        source=src/tvlars/train/loop.py
-        tests=(tests/test_train.py -k "killed or finished_folder or another_run or lr_column") ;;
+        source=src/tvlars/train/driver.py
+        # TVLARS, WA-LARS and WA-LARS in fp16 resumed (WA-LAMB takes the same path), and a
+        # folder of another run refused.
+        tests=(tests/test_train.py -k "killed_run_resumes and lars or another_run") ;;
     claims)
         source=src/tvlars/experiments/claims.py
-        tests=(tests/test_experiments_report.py) ;;
+        tests=(tests/test_experiments_claims.py tests/test_experiments_report.py) ;;
     stats)
         source=src/tvlars/experiments/stats.py
-        tests=(tests/test_experiments_report.py) ;;
+        tests=(tests/test_experiments_claims.py tests/test_experiments_report.py) ;;
     *)
         echo "error: unknown module '$module': choose schedules, config, loop-resume, claims or stats" >&2
         exit 2 ;;
@@ -74,11 +81,8 @@ unset PYTHONPATH
 export TVLARS_CACHE=$work/cache
 
 if [[ $module == loop-resume && ${#globs[@]} -eq 0 ]]; then
-    # Generate the mutants and the test statistics (no mutant matches this name), then pick
-    # the mutants of _train whose diff touches the resume block.
-    nice -n 10 mutmut run --max-children 1 "tvlars.train.loop.x__no_such_mutant" >/dev/null || true
-    mapfile -t globs < <(python "$repo/tools/resume_mutants.py" "$work")
-    echo "loop-resume: ${#globs[@]} mutants in the resume block"
+    mapfile -t globs < <(python "$repo/tools/resume_mutants.py" "$source")
+    echo "loop-resume: ${#globs[@]} mutants change the resume block"
 fi
 
 nice -n 10 mutmut run --max-children 1 "${globs[@]}"

@@ -1,8 +1,10 @@
-"""Print the names of mutmut's mutants of ``tvlars.train.loop._train`` that change its resume
-block, one a line: the lines from ``checkpoint = folder.load_checkpoint()`` to the
-``resuming ...`` log line. Used by tools/mutation.sh loop-resume.
+"""Print the names of mutmut's mutants of ``tvlars.train.driver._drive`` (the epoch driver
+both tasks share) that change its resume block, one a line: the lines from ``checkpoint =
+folder.load_checkpoint(...)`` to the
+``resuming ...`` log line. Used by tools/mutation.sh loop-resume, from its work folder (mutmut
+reads its setup.cfg there); the mutants are made in memory, as ``mutmut run`` makes them.
 
-    python tools/resume_mutants.py MUTATION_WORK_DIR
+    python tools/resume_mutants.py src/tvlars/train/driver.py
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import difflib
 import sys
 from pathlib import Path
 
-FUNCTION = "_train"
+FUNCTION = "_drive"
 PREFIX = f"x_{FUNCTION}__mutmut_"
-FIRST, LAST = "checkpoint = folder.load_checkpoint()", 'log(f"resuming'
+FIRST, LAST = "checkpoint = folder.load_checkpoint(", 'log(f"resuming'
 
 
-def function_sources(path: Path) -> dict[str, list[str]]:
-    text = path.read_text()
+def function_sources(loop_py: Path) -> dict[str, list[str]]:
+    from mutmut.mutation.file_mutation import mutate_file_contents
+
+    text = mutate_file_contents(str(loop_py), loop_py.read_text()).code
     tree = ast.parse(text)
     return {
         node.name: ast.get_source_segment(text, node).splitlines()
@@ -44,13 +48,13 @@ def changed_lines(original: list[str], mutant: list[str]) -> set[int]:
     return changed
 
 
-def main(work: Path) -> None:
-    sources = function_sources(work / "mutants" / "src" / "tvlars" / "train" / "loop.py")
+def main(driver_py: Path) -> None:
+    sources = function_sources(driver_py)
     original = sources.pop(PREFIX + "orig")
     block = set(resume_block(original))
     for name, lines in sorted(sources.items(), key=lambda item: int(item[0].rsplit("_", 1)[1])):
         if changed_lines(original, lines) & block:
-            print(f"tvlars.train.loop.{name}")
+            print(f"tvlars.train.driver.{name}")
 
 
 if __name__ == "__main__":

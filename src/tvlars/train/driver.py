@@ -246,7 +246,7 @@ def _drive(task: Task, folder: RunFolder, progress: bool) -> dict[str, Any]:
             network.named_parameters(),
             folder.layers,
             every=config.telemetry_every,
-            start_step=start_epoch * plan.steps_per_epoch,
+            start_step=applied_steps(checkpoint, start_epoch * plan.steps_per_epoch),
             tensorboard=(
                 open_writer(folder.path, purge_step=start_epoch * plan.steps_per_epoch)
                 if config.tensorboard
@@ -414,8 +414,19 @@ def save_epoch(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
+                "applied_steps": None if recorder is None else recorder.next_step,
             }
         )
+
+
+def applied_steps(checkpoint: dict[str, Any] | None, attempted: int) -> int:
+    """The optimizer steps applied before ``checkpoint`` (0 without one), where telemetry
+    resumes its step count: fewer than the ``attempted`` ones when the GradScaler skipped
+    some. ``attempted`` stands in where the checkpoint did not record it."""
+    if checkpoint is None:
+        return 0
+    recorded = checkpoint.get("applied_steps")
+    return attempted if recorded is None else recorded
 
 
 def progress_bar(samples: int, description: str, processes: distributed.Processes, progress: bool):
