@@ -119,8 +119,22 @@ def test_a_run_killed_in_linear_evaluation_redoes_only_that_stage(tmp_path, monk
         raise AssertionError("pre-training ran again")
 
     monkeypatch.setattr(pretrain_loop.BarlowTwinsTask, "micro_batch_loss", no_more_pretraining)
-    resumed = pretrain(tiny(tmp_path / "killed"), **quiet)
+    messages: list[str] = []
+    resumed = pretrain(tiny(tmp_path / "killed"), progress=False, log=messages.append)
     assert without_times(resumed) == without_times(reference)
+    assert f"resuming {tmp_path / 'killed'} at linear evaluation" in messages
+
+
+def test_a_run_killed_while_pretraining_says_it_resumes_at_its_epoch(tmp_path, monkeypatch):
+    messages: list[str] = []
+    kill_and_resume(
+        lambda folder: pretrain(tiny(folder), progress=False, log=messages.append),
+        tmp_path,
+        monkeypatch,
+        kill_epoch=1,
+        kill_batch=1,
+    )
+    assert f"resuming {tmp_path} at epoch 1" in messages
 
 
 def test_the_random_backbone_is_the_network_pretraining_started_from(tmp_path):
