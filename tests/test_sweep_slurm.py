@@ -1,0 +1,119 @@
+"""The SLURM backend of ``tvlars sweep``, run with submitit's local executor."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from sweeps import (
+    KillAfterFirstEpoch,
+    assert_same_runs,
+    quiet,
+    sweep_locally,
+    table_of,
+    tiny_cells,
+)
+
+from tvlars.experiments.backends import BackendError
+from tvlars.experiments.cell_run import cell_folder
+from tvlars.experiments.runner import run_sweep
+
+pytest.importorskip("submitit")
+from tvlars.experiments.backends import slurm  # noqa: E402 - needs submitit
+
+GRID = (
+    'methods = ["WA-LARS", "NOWA-LARS", "TVLARS"]\n[batches]\n128 = [0.5]\n'
+    '[base]\nnum_samples = 2000\nmodel = "mnist1d-cnn"\nepochs = 2\n'
+)
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("TVLARS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def local_array(out, **options):
+    return slurm.SlurmBackend(out, cluster="local", poll_seconds=0.2, **options)
+
+
+def test_a_job_array_on_the_local_executor_gives_the_local_table(tmp_path):
+    cells = tiny_cells()
+    outcome = run_sweep(
+        cells, tmp_path / "array", backend=local_array(tmp_path / "array", wait=True), log=quiet
+    )
+    assert outcome.counts() == {"finished": 3}
+    assert sweep_locally(cells, tmp_path / "local") == table_of(tmp_path / "array")
+    assert_same_runs(tmp_path / "local", tmp_path / "array")
+
+
+def test_the_command_returns_after_submitting_and_a_later_wait_reports(tmp_path, capsys):
+    from tvlars.cli import main
+
+    grid, out = tmp_path / "grid.toml", tmp_path / "sweep"
+    grid.write_text(GRID)
+    command = ["sweep", str(grid), "--out", str(out), "--backend", "slurm"]
+    command += ["--slurm-cluster", "local"]
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert "submitted 3 cell(s) as local jobs" in printed
+    assert "run the same command again" in printed
+    assert not (out / "report.md").exists()
+
+    assert main(command + ["--wait"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 cell(s) still in job(s)" in printed  # nothing submitted twice
+    assert "submitted" not in printed
+    assert "3/3 done" in printed and (out / "report.md").exists()
+
+    assert main(command) == 0
+    assert "0 to run; already 3 finished" in capsys.readouterr().out
+
+
+def test_a_preempted_array_task_is_requeued_and_resumes_to_the_uninterrupted_result(tmp_path):
+    cells = tiny_cells(methods=("TVLARS",), epochs=4, num_samples=4000)
+    sweep_locally(cells, tmp_path / "whole")
+
+    out = tmp_path / "preempted"
+    # SLURM's warning before preemption or the time limit: USR2 to the task's process.
+    killer = KillAfterFirstEpoch(cell_folder(out, cells[0]), signum=signal.SIGUSR2)
+    killer.start()
+    outcome = run_sweep(cells, out, backend=local_array(out, wait=True), log=quiet)
+    killer.join()
+
+    assert killer.killed is not None
+    assert "resuming" in (cell_folder(out, cells[0]) / "train.log").read_text()
+    assert outcome.counts() == {"finished": 1}
+    assert_same_runs(tmp_path / "whole", out)
+
+
+def test_a_job_that_ends_without_its_cell_fails_the_cell(tmp_path):
+    cells = tiny_cells(methods=("TVLARS",), epochs=4, num_samples=4000)
+    killer = KillAfterFirstEpoch(cell_folder(tmp_path, cells[0]), signum=signal.SIGKILL)
+    killer.start()
+    outcome = run_sweep(cells, tmp_path, backend=local_array(tmp_path, wait=True), log=quiet)
+    killer.join()
+    assert killer.killed is not None
+    assert outcome.counts() == {"failed": 1}
+    assert (
+        "ended without finishing the cell"
+        in (cell_folder(tmp_path, cells[0]) / "error.txt").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"),
+    [("90", 90), ("1:30:00", 90), ("30:00", 30), ("2-00:00:00", 2880), ("1-12", 2160)],
+)
+def test_a_slurm_time_limit_is_read_as_sbatch_reads_it(text, minutes):
+    assert slurm.parse_time(text) == pytest.approx(minutes)
+
+
+def test_a_malformed_time_limit_is_refused():
+    with pytest.raises(ValueError, match="--slurm-time 'soon'"):
+        slurm.parse_time("soon")
+
+
+def test_without_sbatch_the_slurm_cluster_is_refused_with_the_way_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BackendError, match="sbatch is not on PATH.*--slurm-cluster local"):
+        slurm.SlurmBackend(tmp_path, cluster="slurm")
