@@ -73,12 +73,14 @@ def lock_holder(folder: Path) -> int | None:
 
 class KillAfterFirstEpoch(threading.Thread):
     """Sends ``signum`` to the process training the cell in ``folder`` once the cell has
-    checkpointed its first epoch and before it finishes; ``killed`` is that pid."""
+    checkpointed its first epoch and before it finishes; ``killed`` is that pid.
+    ``send(pid, signum)`` (default :func:`os.kill`) delivers it."""
 
     def __init__(self, folder: Path, signum: int = signal.SIGKILL, timeout: float = 300) -> None:
         super().__init__(daemon=True)
         self.folder, self.signum, self.timeout = folder, signum, timeout
         self.killed: int | None = None
+        self.send = os.kill
 
     def run(self) -> None:
         deadline = time.monotonic() + self.timeout
@@ -88,7 +90,7 @@ class KillAfterFirstEpoch(threading.Thread):
             if (self.folder / "checkpoint.pt").exists():
                 pid = lock_holder(self.folder)
                 if pid is not None:
-                    os.kill(pid, self.signum)
+                    self.send(pid, self.signum)
                     self.killed = pid
                     return
             time.sleep(0.02)

@@ -106,3 +106,30 @@ def test_the_probe_names_a_folder_a_node_cannot_write(tmp_path):
     (tmp_path / f".write-test-{socket.gethostname()}-{os.getpid()}").mkdir()  # blocks the write
     assert "cannot write to" in ray_cluster.probe_folder(str(tmp_path), "token")
     assert "does not see" in ray_cluster.probe_folder(str(tmp_path), "another token")
+
+
+def test_ctrl_c_on_the_driver_stops_the_cells_and_leaves_them_resumable(tmp_path, two_cpu_cluster):
+    import os
+    import signal
+    import time
+
+    cells = tiny_cells(methods=("TVLARS",), epochs=4, num_samples=4000)
+    folder = cell_folder(tmp_path, cells[0])
+    ctrl_c = KillAfterFirstEpoch(folder, signum=signal.SIGINT)
+    # Ctrl-C goes to the driver (this process); the lock names the worker to watch.
+    ctrl_c.send = lambda worker, signum: os.kill(os.getpid(), signum)
+    ctrl_c.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cells, tmp_path, backend=RayBackend(tmp_path), log=quiet)
+    ctrl_c.join()
+
+    worker = ctrl_c.killed
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{worker}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{worker}")  # the cancelled task's worker is gone
+    assert (folder / "checkpoint.pt").exists() and not (folder / "summary.json").exists()
+
+    outcome = run_sweep(cells, tmp_path, backend=RayBackend(tmp_path), log=quiet)
+    assert outcome.counts() == {"finished": 1}
+    assert "resuming" in (folder / "train.log").read_text()
