@@ -25,6 +25,12 @@ def tiny_cells(methods=("WA-LARS", "NOWA-LARS", "TVLARS"), **base):
     )
 
 
+def interruptible_cells():
+    """One cell whose epochs last long enough (about a second each, single-threaded) to be
+    interrupted between its first checkpoint and its end."""
+    return tiny_cells(methods=("TVLARS",), epochs=3, num_samples=20000)
+
+
 def quiet(message: str) -> None:
     pass
 
@@ -33,6 +39,20 @@ def sweep_locally(cells, out: Path) -> str:
     """The local backend's table.csv for ``cells`` (one cell at a time, one thread)."""
     run_sweep(cells, out, jobs=1, threads=1, log=quiet)
     return table_of(out)
+
+
+_REFERENCES: dict[tuple[str, ...], Path] = {}
+
+
+def reference_sweep(cells, root: Path) -> Path:
+    """The folder of a local sweep of ``cells`` under ``root``, run once per test session
+    (several tests compare against the same uninterrupted runs)."""
+    key = tuple(sorted(cell.run_id() for cell in cells))
+    if key not in _REFERENCES or not _REFERENCES[key].exists():
+        out = root / ("reference-" + "-".join(key))
+        sweep_locally(cells, out)
+        _REFERENCES[key] = out
+    return _REFERENCES[key]
 
 
 def table_of(out: Path) -> str:

@@ -6,9 +6,10 @@ import pytest
 from sweeps import (
     KillAfterFirstEpoch,
     assert_same_runs,
+    interruptible_cells,
     lock_holder,
     quiet,
-    sweep_locally,
+    reference_sweep,
     table_of,
     tiny_cells,
 )
@@ -36,7 +37,9 @@ def two_cpu_cluster():
     ray.shutdown()
 
 
-def test_the_sweep_command_on_its_own_ray_instance_gives_the_local_table(tmp_path, capsys):
+def test_the_sweep_command_on_its_own_ray_instance_gives_the_local_table(
+    tmp_path, tmp_path_factory, capsys
+):
     from tvlars.cli import main
 
     assert not ray.is_initialized()
@@ -52,16 +55,16 @@ def test_the_sweep_command_on_its_own_ray_instance_gives_the_local_table(tmp_pat
     assert "3/3 done (3 finished this session), 0 running, 0 left" in printed
     assert not ray.is_initialized()  # the instance it started is shut down
 
-    local = tmp_path / "local"
-    assert sweep_locally(tiny_cells(), local) == table_of(out)
+    local = reference_sweep(tiny_cells(), tmp_path_factory.getbasetemp())
+    assert table_of(local) == table_of(out)
     assert_same_runs(local, out)
 
 
 def test_a_ray_worker_killed_mid_cell_is_retried_and_resumes_to_the_uninterrupted_result(
-    tmp_path, two_cpu_cluster
+    tmp_path, tmp_path_factory, two_cpu_cluster
 ):
-    cells = tiny_cells(methods=("TVLARS",), epochs=4, num_samples=4000)
-    sweep_locally(cells, tmp_path / "whole")
+    cells = interruptible_cells()
+    whole = reference_sweep(cells, tmp_path_factory.getbasetemp())
 
     out = tmp_path / "killed"
     killer = KillAfterFirstEpoch(cell_folder(out, cells[0]))
@@ -73,8 +76,8 @@ def test_a_ray_worker_killed_mid_cell_is_retried_and_resumes_to_the_uninterrupte
     assert lock_holder(cell_folder(out, cells[0])) != killer.killed  # a second worker ran it
     assert "resuming" in (cell_folder(out, cells[0]) / "train.log").read_text()
     assert outcome.counts() == {"finished": 1}
-    assert_same_runs(tmp_path / "whole", out)
-    assert table_of(tmp_path / "whole") == table_of(out)
+    assert_same_runs(whole, out)
+    assert table_of(whole) == table_of(out)
 
 
 def test_a_rerun_on_ray_skips_the_finished_cells(tmp_path, two_cpu_cluster):
@@ -113,7 +116,7 @@ def test_ctrl_c_on_the_driver_stops_the_cells_and_leaves_them_resumable(tmp_path
     import signal
     import time
 
-    cells = tiny_cells(methods=("TVLARS",), epochs=4, num_samples=4000)
+    cells = interruptible_cells()
     folder = cell_folder(tmp_path, cells[0])
     ctrl_c = KillAfterFirstEpoch(folder, signum=signal.SIGINT)
     # Ctrl-C goes to the driver (this process); the lock names the worker to watch.

@@ -83,6 +83,11 @@ def check_backend_installed(args: argparse.Namespace) -> None:
 
 def make_backend(args: argparse.Namespace, out: Path, name: str):
     """The backend ``args`` ask for, or None for the local one (the caller builds it)."""
+    if args.backend != "local" and args.jobs is not None:
+        raise ValueError(
+            f"--jobs is for the local backend; --backend {args.backend} runs as many cells "
+            "at once as the cluster holds, each of --cpus-per-cell CPUs and its GPUs"
+        )
     if args.backend == "ray":
         from tvlars.experiments.backends.ray_cluster import RayBackend
 

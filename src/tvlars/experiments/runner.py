@@ -107,7 +107,8 @@ def run_sweep(
     process when ``jobs`` is 1, else in a spawned worker, where it must be importable);
     tests substitute it.
     """
-    out = Path(out)
+    # Absolute: the cells' folders travel to workers that may start elsewhere.
+    out = Path(out).absolute()
     started = time.monotonic()
     if backend is None:
         if threads is None:

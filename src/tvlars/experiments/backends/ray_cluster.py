@@ -24,11 +24,15 @@ and the cell resumes from its last checkpoint; Ctrl-C on the driver cancels ever
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import secrets
+import signal
 import socket
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tvlars.experiments.backends import BackendError, require_engine
@@ -40,6 +44,8 @@ MAX_RETRIES = 3
 PROBE_FILE = ".ray-probe"
 #: How long the driver waits between progress lines while no cell ends.
 POLL_SECONDS = 60.0
+#: How often the driver looks up from waiting on Ray (to notice Ctrl-C).
+WAIT_SECONDS = 0.5
 
 
 def run_cell_task(task: CellTask, gpus: int) -> CellResult:
@@ -103,12 +109,13 @@ class RayBackend:
         ray = self.ray
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(
-                address=self.address,
-                include_dashboard=False,
-                log_to_driver=False,
-                **({} if self.address else {"num_cpus": _local_cores()}),
-            )
+            # The cells log to their folders; the driver prints only the progress.
+            options = {"include_dashboard": False, "log_to_driver": False}
+            if self.address is None:
+                options["num_cpus"] = _local_cores()
+            elif self.address.startswith("ray://"):
+                options = {}  # Ray Client takes none of these options
+            ray.init(address=self.address, **options)
         try:
             self._check_shared_folder()
             self._run_tasks(todo, progress, record, log)
@@ -157,28 +164,48 @@ class RayBackend:
             run_cell_task
         )
         pending = {remote.remote(task, self.gpus): task for task in todo}
-        try:
-            while pending:
-                progress.running = min(len(pending), self._slots())
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.poll_seconds)
-                for ref in ready:
-                    task = pending.pop(ref)
-                    try:
-                        result = ray.get(ref)
-                    except ray.exceptions.RayError as error:
-                        # Retries exhausted, or the task could not run at all.
-                        result = record_crash(
-                            task, f"the Ray task running this cell failed: {error}"
-                        )
-                    record(result)
-                progress.running = min(len(pending), self._slots())
-                log(progress.line())
-        except BaseException:
-            # Ctrl-C (or any failure of the driver): stop every cell; the killed ones keep
-            # their last checkpoint, and the next sweep resumes them.
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            raise
+        with _ctrl_c_sets_a_flag() as interrupted:
+            try:
+                last_line = time.monotonic()
+                while pending:
+                    if interrupted.is_set():
+                        raise KeyboardInterrupt
+                    ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
+                    for ref in ready:
+                        task = pending.pop(ref)
+                        try:
+                            result = ray.get(ref)
+                        except ray.exceptions.RayError as error:
+                            # Retries exhausted, or the task could not run at all.
+                            result = record_crash(
+                                task, f"the Ray task running this cell failed: {error}"
+                            )
+                        record(result)
+                    if ready or time.monotonic() - last_line >= self.poll_seconds:
+                        progress.running = min(len(pending), self._slots())
+                        log(progress.line())
+                        last_line = time.monotonic()
+            except BaseException:
+                # Ctrl-C (or any failure of the driver): stop every cell; the killed ones
+                # keep their last checkpoint, and the next sweep resumes them.
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                raise
+
+
+@contextlib.contextmanager
+def _ctrl_c_sets_a_flag() -> Iterator[threading.Event]:
+    """While the driver waits on Ray, Ctrl-C only sets a flag, which the wait loop checks
+    between Ray calls: a KeyboardInterrupt raised inside Ray's own code may be lost there."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _local_cores() -> int:
