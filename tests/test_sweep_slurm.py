@@ -120,5 +120,38 @@ def test_a_malformed_time_limit_is_refused():
 
 def test_without_sbatch_the_slurm_cluster_is_refused_with_the_way_out(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(BackendError, match="sbatch is not on PATH.*--slurm-cluster local"):
+    with pytest.raises(BackendError, match="sbatch or srun is not on PATH.*--slurm-cluster local"):
         slurm.SlurmBackend(tmp_path, cluster="slurm")
+
+
+def test_the_slurm_flags_reach_the_array_tasks_sbatch_script(tmp_path, monkeypatch):
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for name in ("sbatch", "srun"):
+        (fake_bin / name).write_text("#!/bin/sh\nexit 1\n")
+        (fake_bin / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{__import__('os').environ['PATH']}")
+    backend = slurm.SlurmBackend(
+        tmp_path / "sweep",
+        cpus=8,
+        gpus=4,
+        partition="gpu",
+        account="myproject",
+        time_limit="1-00:00:00",
+        options={"qos": "high", "constraint": "a100"},
+        name="tvlars-paper-cifar10",
+    )
+    script = backend._executor()._executor._make_submission_file_text("python -m x", "uid")
+    for line in [
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=myproject",
+        "#SBATCH --time=1440",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --nodes=1",
+        "#SBATCH --qos=high",
+        "#SBATCH --constraint=a100",
+        "#SBATCH --job-name=tvlars-paper-cifar10",
+        "#SBATCH --signal=USR2@90",  # the warning that checkpoints and requeues a task
+    ]:
+        assert line in script, line

@@ -131,9 +131,9 @@ class SlurmBackend:
     ) -> None:
         if cluster not in ("slurm", "local"):
             raise ValueError(f"unknown SLURM cluster kind {cluster!r}: slurm or local")
-        if cluster == "slurm" and shutil.which("sbatch") is None:
+        if cluster == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
             raise BackendError(
-                "sbatch is not on PATH: run --backend slurm on a SLURM login node "
+                "sbatch or srun is not on PATH: run --backend slurm on a SLURM login node "
                 "(or --slurm-cluster local to try it with submitit's local executor)"
             )
         if cpus < 1 or gpus < 0:
