@@ -1,16 +1,19 @@
-"""Wall time of one sweep on the local backend and on a local Ray instance, side by side.
+"""The Ray backend's cost against the local backend: per cell, and on a whole sweep.
 
-Each round runs the same grid as two whole ``tvlars sweep`` processes (fresh folders, no
-report), local first in odd rounds and Ray first in even ones: the local backend with
-``--jobs 2`` (1 thread per cell on 2 cores) and ``--backend ray --cpus-per-cell 1`` (a
-Ray instance of this machine's cores, started and shut down by the sweep). Prints each
-round, the medians and the Ray/local ratio. With ``--sizes N1 N2`` (the default) the grid
-is N tiny cells (MNIST-1D CNN, one epoch on 500 samples: nearly all of their time is the
-engine's), and the slope of the extra time between the two sizes is Ray's overhead per
-cell; the intercept is Ray's fixed cost (start, the shared-folder probe, shut down).
-``--grid quick`` times a preset instead. Usage::
+Default (per cell): in this process, N tiny cells (MNIST-1D CNN, one epoch on 500
+samples) run as a sweep on the local backend (one cell at a time, one thread) and on a Ray
+instance of one CPU started once (one cell at a time, one thread), alternating which goes
+first, fresh folders each round, after one untimed sweep on each to warm up. The median
+difference over N is Ray's overhead per cell (a task's scheduling, shipping the cell,
+reading back its result). Starting a local Ray instance and shutting it down, which a
+sweep without ``--address`` adds once, is timed separately.
 
-    python benchmarks/sweep_backends.py [--sizes 2 8] [--rounds 3]
+``--grid PRESET``: the whole ``tvlars sweep PRESET`` command, as two processes per round
+(fresh folders, no report): ``--jobs 2`` (1 thread per cell on 2 cores) against
+``--backend ray --cpus-per-cell 1`` (a Ray instance of this machine's cores, started and
+shut down by the sweep). Usage::
+
+    python benchmarks/sweep_backends.py [--cells 8] [--rounds 5]
     python benchmarks/sweep_backends.py --grid quick --rounds 1
 """
 
@@ -27,17 +30,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import busy_cpu_seconds  # noqa: E402
-
-
-def tiny_grid(folder: Path, cells: int) -> Path:
-    """A TOML grid of ``cells`` one-epoch cells (distinct learning rates)."""
-    lrs = ", ".join(f"{0.1 * (k + 1):.1f}" for k in range(cells))
-    path = folder / f"tiny-{cells}.toml"
-    path.write_text(
-        f'methods = ["TVLARS"]\n[batches]\n128 = [{lrs}]\n'
-        '[base]\nnum_samples = 500\nmodel = "mnist1d-cnn"\nepochs = 1\n'
-    )
-    return path
 
 
 def timed_sweep(grid: str, out: Path, backend: str) -> float:
@@ -75,37 +67,82 @@ def measure(grid: str, rounds: int, scratch: Path, label: str) -> dict[str, list
     return times
 
 
+def per_cell_overhead(cells: int, rounds: int, scratch: Path) -> None:
+    import ray
+
+    from tvlars.experiments.backends.ray_cluster import RayBackend
+    from tvlars.experiments.grid import SweepSpec, expand
+    from tvlars.experiments.runner import run_sweep
+
+    lrs = tuple(round(0.1 * (k + 1), 1) for k in range(cells))
+    grid = expand(
+        SweepSpec(
+            name="overhead",
+            methods=("TVLARS",),
+            batches={128: lrs},
+            base={"num_samples": 500, "model": "mnist1d-cnn", "epochs": 1},
+        )
+    )
+
+    def quiet(message: str) -> None:
+        pass
+
+    def sweep(backend: str, out: Path) -> float:
+        started = time.perf_counter()
+        if backend == "local":
+            run_sweep(grid, out, jobs=1, threads=1, log=quiet)
+        else:
+            run_sweep(grid, out, backend=RayBackend(out, cpus=1), log=quiet)
+        return time.perf_counter() - started
+
+    started = time.perf_counter()
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    start_seconds = time.perf_counter() - started
+    try:
+        for backend in ("local", "ray"):
+            sweep(backend, scratch / f"warm-{backend}")
+        times: dict[str, list[float]] = {"local": [], "ray": []}
+        for index in range(rounds):
+            order = ("local", "ray") if index % 2 == 0 else ("ray", "local")
+            for backend in order:
+                times[backend].append(sweep(backend, scratch / f"{backend}-{index}"))
+            print(
+                f"round {index + 1}: {cells} cells, local {times['local'][-1]:.2f} s, "
+                f"ray {times['ray'][-1]:.2f} s",
+                flush=True,
+            )
+    finally:
+        started = time.perf_counter()
+        ray.shutdown()
+        stop_seconds = time.perf_counter() - started
+    local, on_ray = (statistics.median(times[k]) for k in ("local", "ray"))
+    extra = statistics.median(r - h for r, h in zip(times["ray"], times["local"]))
+    print(
+        f"{cells} cells: local {local:.2f} s, ray {on_ray:.2f} s (medians), ray/local "
+        f"{on_ray / local:.2f}; Ray overhead per cell {extra / cells:.3f} s (median of "
+        f"same-round differences / {cells})"
+    )
+    print(
+        f"starting a local Ray instance: {start_seconds:.1f} s; shutting it down: "
+        f"{stop_seconds:.1f} s (once per sweep without --address)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grid", help="a preset or TOML grid instead of the tiny ones")
-    parser.add_argument("--sizes", nargs=2, type=int, default=[2, 8], metavar=("N1", "N2"))
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--grid", help="time the whole sweep of this preset or TOML grid")
+    parser.add_argument("--cells", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    print(f"{os.cpu_count()} CPUs; medians over {args.rounds} round(s), local and Ray alternating")
+    print(f"{os.cpu_count()} CPUs; medians over {args.rounds} round(s), alternating order")
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        if args.grid:
-            times = measure(args.grid, args.rounds, scratch, args.grid)
-            local, ray = (statistics.median(times[k]) for k in ("local", "ray"))
-            print(f"{args.grid}: local {local:.1f} s, ray {ray:.1f} s, ray/local {ray / local:.2f}")
+        if not args.grid:
+            per_cell_overhead(args.cells, args.rounds, scratch)
             return
-        extra = {}
-        for cells in args.sizes:
-            times = measure(str(tiny_grid(scratch, cells)), args.rounds, scratch, f"{cells} cells")
-            local, ray = (statistics.median(times[k]) for k in ("local", "ray"))
-            extra[cells] = statistics.median(
-                on_ray - here for on_ray, here in zip(times["ray"], times["local"])
-            )
-            print(
-                f"{cells} cells: local {local:.1f} s, ray {ray:.1f} s, ray/local "
-                f"{ray / local:.2f}, ray - local {extra[cells]:.1f} s (median of rounds)"
-            )
-        n1, n2 = args.sizes
-        per_cell = (extra[n2] - extra[n1]) / (n2 - n1)
-        print(
-            f"Ray overhead per cell: {per_cell:.2f} s; fixed: {extra[n1] - per_cell * n1:.1f} s "
-            f"(start, probe, shut down)"
-        )
+        times = measure(args.grid, args.rounds, scratch, args.grid)
+        local, ray = (statistics.median(times[k]) for k in ("local", "ray"))
+        print(f"{args.grid}: local {local:.1f} s, ray {ray:.1f} s, ray/local {ray / local:.2f}")
 
 
 if __name__ == "__main__":

@@ -155,3 +155,36 @@ def test_the_slurm_flags_reach_the_array_tasks_sbatch_script(tmp_path, monkeypat
         "#SBATCH --signal=USR2@90",  # the warning that checkpoints and requeues a task
     ]:
         assert line in script, line
+
+
+def test_a_cell_in_a_live_job_is_not_submitted_again_and_one_whose_job_died_is(tmp_path):
+    import json
+    import subprocess
+
+    cells = tiny_cells(methods=("WA-LARS", "TVLARS"), epochs=1)
+    in_job, dead = cells[0].run_id(), cells[1].run_id()
+    job = subprocess.Popen(["sleep", "60"])  # stands for the live job's controller
+    try:
+        (tmp_path / slurm.JOBS_FILE).write_text(
+            json.dumps(
+                {
+                    "jobs": {
+                        in_job: {"job_id": str(job.pid), "cluster": "local"},
+                        dead: {"job_id": "999999999", "cluster": "local"},
+                    }
+                }
+            )
+        )
+        backend = local_array(tmp_path)
+        submitted = []
+        backend._submit = lambda tasks, log: {
+            t.cell.run_id(): submitted.append(t.cell.run_id()) or "4242" for t in tasks
+        }
+        lines = []
+        outcome = run_sweep(cells, tmp_path, backend=backend, log=lines.append)
+        assert submitted == [dead]
+        assert outcome.counts() == {"submitted": 2}
+        assert f"1 cell(s) still in job(s) {job.pid}" in "\n".join(lines)
+    finally:
+        job.kill()
+        job.wait()
