@@ -1,19 +1,21 @@
 """The Ray backend's cost against the local backend: per cell, and on a whole sweep.
 
-Default (per cell): in this process, N tiny cells (MNIST-1D CNN, one epoch on 500
-samples) run as a sweep on the local backend (one cell at a time, one thread) and on a Ray
-instance of one CPU started once (one cell at a time, one thread), alternating which goes
-first, fresh folders each round, after one untimed sweep on each to warm up. The median
-difference over N is Ray's overhead per cell (a task's scheduling, shipping the cell,
-reading back its result). Starting a local Ray instance and shutting it down, which a
-sweep without ``--address`` adds once, is timed separately.
+Default (per cell): in this process, sweeps of N1 and of N2 tiny cells (MNIST-1D CNN, one
+epoch on 500 samples) run on the local backend (one cell at a time, one thread) and on a
+Ray instance of one CPU started once (one cell at a time, one thread), alternating which
+goes first, fresh folders each round, after one untimed sweep on each to warm up. The
+extra time of Ray in a round (median over rounds) grows with the cells: its slope between
+N1 and N2 is Ray's overhead per cell (scheduling a task, shipping the cell, reading back
+its result); what is left at zero cells is its cost per sweep (the shared-folder probe,
+registering the task). Starting a local Ray instance and shutting it down, which a sweep
+without ``--address`` adds once, is timed separately.
 
 ``--grid PRESET``: the whole ``tvlars sweep PRESET`` command, as two processes per round
 (fresh folders, no report): ``--jobs 2`` (1 thread per cell on 2 cores) against
 ``--backend ray --cpus-per-cell 1`` (a Ray instance of this machine's cores, started and
 shut down by the sweep). Usage::
 
-    python benchmarks/sweep_backends.py [--cells 8] [--rounds 5]
+    python benchmarks/sweep_backends.py [--cells 2 8] [--rounds 5]
     python benchmarks/sweep_backends.py --grid quick --rounds 1
 """
 
@@ -67,61 +69,64 @@ def measure(grid: str, rounds: int, scratch: Path, label: str) -> dict[str, list
     return times
 
 
-def per_cell_overhead(cells: int, rounds: int, scratch: Path) -> None:
+def per_cell_overhead(sizes: list[int], rounds: int, scratch: Path) -> None:
     import ray
 
     from tvlars.experiments.backends.ray_cluster import RayBackend
     from tvlars.experiments.grid import SweepSpec, expand
     from tvlars.experiments.runner import run_sweep
 
-    lrs = tuple(round(0.1 * (k + 1), 1) for k in range(cells))
-    grid = expand(
-        SweepSpec(
-            name="overhead",
-            methods=("TVLARS",),
-            batches={128: lrs},
-            base={"num_samples": 500, "model": "mnist1d-cnn", "epochs": 1},
+    def grid(cells: int):
+        lrs = tuple(round(0.1 * (k + 1), 1) for k in range(cells))
+        base = {"num_samples": 500, "model": "mnist1d-cnn", "epochs": 1}
+        return expand(
+            SweepSpec(name="overhead", methods=("TVLARS",), batches={128: lrs}, base=base)
         )
-    )
 
     def quiet(message: str) -> None:
         pass
 
-    def sweep(backend: str, out: Path) -> float:
+    def sweep(cells, backend: str, out: Path) -> float:
         started = time.perf_counter()
         if backend == "local":
-            run_sweep(grid, out, jobs=1, threads=1, log=quiet)
+            run_sweep(cells, out, jobs=1, threads=1, log=quiet)
         else:
-            run_sweep(grid, out, backend=RayBackend(out, cpus=1), log=quiet)
+            run_sweep(cells, out, backend=RayBackend(out, cpus=1), log=quiet)
         return time.perf_counter() - started
 
     started = time.perf_counter()
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     start_seconds = time.perf_counter() - started
+    extra: dict[int, float] = {}
     try:
         for backend in ("local", "ray"):
-            sweep(backend, scratch / f"warm-{backend}")
-        times: dict[str, list[float]] = {"local": [], "ray": []}
-        for index in range(rounds):
-            order = ("local", "ray") if index % 2 == 0 else ("ray", "local")
-            for backend in order:
-                times[backend].append(sweep(backend, scratch / f"{backend}-{index}"))
+            sweep(grid(max(sizes)), backend, scratch / f"warm-{backend}")
+        for size in sizes:
+            cells = grid(size)
+            times: dict[str, list[float]] = {"local": [], "ray": []}
+            for index in range(rounds):
+                order = ("local", "ray") if index % 2 == 0 else ("ray", "local")
+                for backend in order:
+                    out = scratch / f"{size}-{backend}-{index}"
+                    times[backend].append(sweep(cells, backend, out))
+                print(
+                    f"{size} cells, round {index + 1}: local {times['local'][-1]:.2f} s, "
+                    f"ray {times['ray'][-1]:.2f} s",
+                    flush=True,
+                )
+            local, on_ray = (statistics.median(times[k]) for k in ("local", "ray"))
+            extra[size] = statistics.median(r - h for r, h in zip(times["ray"], times["local"]))
             print(
-                f"round {index + 1}: {cells} cells, local {times['local'][-1]:.2f} s, "
-                f"ray {times['ray'][-1]:.2f} s",
-                flush=True,
+                f"{size} cells: local {local:.2f} s, ray {on_ray:.2f} s (medians), ray/local "
+                f"{on_ray / local:.2f}, ray - local {extra[size]:.2f} s (median of rounds)"
             )
     finally:
         started = time.perf_counter()
         ray.shutdown()
         stop_seconds = time.perf_counter() - started
-    local, on_ray = (statistics.median(times[k]) for k in ("local", "ray"))
-    extra = statistics.median(r - h for r, h in zip(times["ray"], times["local"]))
-    print(
-        f"{cells} cells: local {local:.2f} s, ray {on_ray:.2f} s (medians), ray/local "
-        f"{on_ray / local:.2f}; Ray overhead per cell {extra / cells:.3f} s (median of "
-        f"same-round differences / {cells})"
-    )
+    n1, n2 = sizes
+    per_cell = (extra[n2] - extra[n1]) / (n2 - n1)
+    print(f"Ray overhead per cell: {per_cell:.3f} s; per sweep: {extra[n1] - per_cell * n1:.2f} s")
     print(
         f"starting a local Ray instance: {start_seconds:.1f} s; shutting it down: "
         f"{stop_seconds:.1f} s (once per sweep without --address)"
@@ -131,7 +136,7 @@ def per_cell_overhead(cells: int, rounds: int, scratch: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", help="time the whole sweep of this preset or TOML grid")
-    parser.add_argument("--cells", type=int, default=8)
+    parser.add_argument("--cells", nargs=2, type=int, default=[2, 8], metavar=("N1", "N2"))
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs; medians over {args.rounds} round(s), alternating order")
