@@ -177,12 +177,11 @@ class SlurmBackend:
             self.jobs[task.cell.run_id()] = job
             ids[task.cell.run_id()] = str(job.job_id)
         array = sorted({job_id.split("_")[0] for job_id in ids.values()})
-        log(
-            f"[sweep] submitted {len(tasks)} cell(s) as "
-            + (f"SLURM job array {array[0]}" if self.cluster == "slurm" else "local jobs ")
-            + ("" if self.cluster == "slurm" else ", ".join(array))
-            + f"; logs in {self.out / LOGS_DIR}"
-        )
+        if self.cluster == "slurm":
+            what = f"SLURM job array {array[0]}"
+        else:
+            what = "local jobs " + ", ".join(array)
+        log(f"[sweep] submitted {len(tasks)} cell(s) as {what}; logs in {self.out / LOGS_DIR}")
         return ids
 
     def _recorded(self) -> dict[str, dict]:
