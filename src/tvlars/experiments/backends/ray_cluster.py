@@ -111,11 +111,13 @@ class RayBackend:
         if started_here:
             # The cells log to their folders; the driver prints only the progress.
             options = {"include_dashboard": False, "log_to_driver": False}
-            if self.address is None:
-                options["num_cpus"] = _local_cores()
-            elif self.address.startswith("ray://"):
+            address = self.address
+            if address is None:
+                # "local": a new instance, even where `ray start` left one running.
+                address, options["num_cpus"] = "local", _local_cores()
+            elif address.startswith("ray://"):
                 options = {}  # Ray Client takes none of these options
-            ray.init(address=self.address, **options)
+            ray.init(address=address, **options)
         try:
             self._check_shared_folder()
             self._run_tasks(todo, progress, record, log)
