@@ -8,6 +8,9 @@ several GPUs, one cell per GPU). Only one sweep at a time may use DIR. At the en
 ``tvlars report DIR`` runs and the table and the verdict on each of the paper's claims
 are printed.
 
+``--backend ray`` runs each cell as a task on a Ray cluster, ``--backend slurm`` submits a
+SLURM job array (see the options below; --out must then be on storage every node sees).
+
 Under torchrun every cell runs data-parallel on all the processes, one cell after another:
 ``torchrun --nproc_per_node=8 -m tvlars sweep paper-cifar10 --data-dir ~/data``. Without
 it, a machine with several GPUs runs one cell per GPU.
@@ -24,6 +27,11 @@ import argparse
 import os
 from pathlib import Path
 
+from tvlars.commands.sweep_backends import (
+    add_backend_arguments,
+    check_backend_installed,
+    make_backend,
+)
 from tvlars.errors import UserError
 
 
@@ -58,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="list the cells and stop")
     parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    add_backend_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -122,9 +131,11 @@ def _default_jobs(preset_name: str) -> tuple[int, list[int] | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tvlars.experiments.backends import BackendError
     from tvlars.experiments.lock import SweepLocked
-    from tvlars.experiments.runner import run_sweep
+    from tvlars.experiments.runner import SUBMITTED, run_sweep
 
+    check_backend_installed(args)
     try:
         preset = load_preset(args.grid)
         overrides = {}
@@ -160,7 +171,13 @@ def run(args: argparse.Namespace) -> int:
     make_folder(out, "--out")
     make_folder(out / RUNS_DIR, "--out")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if args.backend != "local":
+            raise SystemExit(f"tvlars sweep: --backend {args.backend} does not run under torchrun")
         return _run_under_torchrun(args, preset, cells, out, overrides.get("device", "auto"))
+    try:
+        backend = make_backend(args, out, preset.name)
+    except (ValueError, BackendError) as error:
+        raise SystemExit(f"tvlars sweep: {error}") from None
     jobs, devices = _default_jobs(preset.name)
     if args.jobs is not None:
         if args.jobs < 1:
@@ -176,12 +193,15 @@ def run(args: argparse.Namespace) -> int:
             name=preset.name,
             description=preset.description,
             sweep_info={"mirrors_paper": preset.mirrors_paper},
+            backend=backend,
         )
-    except SweepLocked as error:
+    except (SweepLocked, BackendError) as error:
         raise SystemExit(f"tvlars sweep: {error}") from None
     except KeyboardInterrupt:
         print("\ntvlars sweep: interrupted; run the same command again to resume")
         return 130
+    if outcome.counts().get(SUBMITTED):
+        return 0  # the jobs report when they are done: the same command again, or --wait
     return _report(args, out, outcome)
 
 

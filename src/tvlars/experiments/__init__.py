@@ -4,6 +4,7 @@
 - :mod:`~tvlars.experiments.presets`: the named sweeps (paper, ablations, cpu, quick).
 - :mod:`~tvlars.experiments.custom`: a sweep from a TOML file.
 - :mod:`~tvlars.experiments.runner`: the resumable, parallel, locked sweep runner.
+- :mod:`~tvlars.experiments.backends`: where its cells run (this machine, Ray, SLURM).
 - :mod:`~tvlars.experiments.paper_table`: the paper's Table I as data.
 - :mod:`~tvlars.experiments.report`: tables, figures and claims from a sweep folder.
 """

@@ -136,6 +136,34 @@ def run_cell(cell: Cell, folder: Path, threads: int | None) -> dict[str, Any]:
         )
 
 
+def record_crash(task: CellTask, message: str) -> CellResult:
+    """A cell whose process died (killed, out of memory, lost with its node) without
+    recording anything: write ``error.txt`` so that the cell counts as failed."""
+    folder = Path(task.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ERROR_FILE).write_text(message + "\n")
+    return CellResult(task.cell.run_id(), FAILED, error=message)
+
+
+def result_from_folder(run_id: str, folder: Path) -> CellResult | None:
+    """The result a finished or failed cell left in its folder (for a cell another process
+    ran, e.g. a SLURM array task); None while the cell is new or partial."""
+    state = cell_state(folder)
+    if state == FINISHED:
+        summary = json.loads((folder / "summary.json").read_text())
+        return CellResult(
+            run_id,
+            FINISHED,
+            diverged=bool(summary.get("diverged")),
+            seconds=float(summary.get("wall_seconds") or 0.0),
+            accuracy=summary.get("final_test_acc"),
+        )
+    if state == FAILED:
+        lines = (folder / ERROR_FILE).read_text().strip().splitlines()
+        return CellResult(run_id, FAILED, error=lines[-1] if lines else "failed")
+    return None
+
+
 def write_json(path: Path, values: dict[str, Any]) -> None:
     from tvlars.train.run_folder import write_atomically
 

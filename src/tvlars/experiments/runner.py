@@ -3,16 +3,16 @@
 Rerunning a sweep on the same folder skips finished cells, resumes interrupted ones from
 their checkpoints, and retries failed ones only with ``retry_failed``. A cell that raises
 is recorded (``error.txt``) and the sweep goes on; a diverged cell is finished (its summary
-says so). ``jobs`` > 1 runs cells in spawned worker processes, each with
-``max(1, cores // jobs)`` CPU threads, or one GPU each when ``devices`` lists GPUs.
-The folder's lock (:mod:`tvlars.experiments.lock`) keeps a second sweep out.
+says so). Where the pending cells run is the backend's business
+(:mod:`tvlars.experiments.backends`): this machine by default (``jobs`` > 1: spawned
+worker processes, each with ``max(1, cores // jobs)`` CPU threads, or one GPU each when
+``devices`` lists GPUs), a Ray cluster, or a SLURM job array. The folder's lock
+(:mod:`tvlars.experiments.lock`) keeps a second sweep out.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
-import multiprocessing
 import os
 import time
 from collections import Counter
@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tvlars.errors import UserError
+from tvlars.experiments.backends import Backend
+from tvlars.experiments.backends.local import LocalBackend
 from tvlars.experiments.cell_run import (
     BUSY,
     FAILED,
@@ -32,7 +34,6 @@ from tvlars.experiments.cell_run import (
     cell_state,
     execute_cell,
     execute_locked,
-    initialize_worker,
     run_cell,
     write_json,
 )
@@ -42,12 +43,14 @@ from tvlars.experiments.progress import Progress
 from tvlars.train.distributed import Processes, broadcast_object
 
 SWEEP_FILE = "sweep.json"
+SUBMITTED = "submitted"
 
 
 @dataclass
 class SweepOutcome:
     """How each cell of the sweep ended up: ``states`` maps run id to finished, diverged,
-    failed, skipped-failed (not retried) or unavailable (its task cannot run here)."""
+    failed, skipped-failed (not retried), unavailable (its task cannot run here) or
+    submitted (handed to a job scheduler that still works on it)."""
 
     states: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
@@ -102,27 +105,35 @@ def run_sweep(
     sweep_info: dict | None = None,
     log: Callable[[str], None] = print,
     execute: Callable[[CellTask], CellResult] = execute_cell,
+    backend: Backend | None = None,
 ) -> SweepOutcome:
     """Run every cell not yet finished; return how each one ended.
 
-    ``execute`` runs one cell (in this process when ``jobs`` is 1, else in a spawned
-    worker, where it must be importable); tests substitute it.
+    ``backend`` runs the pending cells; by default a :class:`LocalBackend` of ``jobs``
+    cells at once with ``threads`` threads each, whose ``execute`` runs one cell (in this
+    process when ``jobs`` is 1, else in a spawned worker, where it must be importable);
+    tests substitute it.
     """
-    out = Path(out)
+    # Absolute: the cells' folders travel to workers that may start elsewhere.
+    out = Path(out).absolute()
     started = time.monotonic()
-    with sweep_lock(out):
-        record_sweep(out, name, description, cells, **(sweep_info or {}))
+    if backend is None:
         if threads is None:
             threads = threads_per_cell(jobs)
-        outcome, todo = plan_sweep(cells, out, retry_failed, threads)
-        _announce(outcome, todo, len(cells), jobs, threads, log)
+        backend = LocalBackend(jobs, threads, devices, execute)
+    with sweep_lock(out):
+        record_sweep(out, name, description, cells, **(sweep_info or {}))
+        outcome, todo = plan_sweep(cells, out, retry_failed, backend.threads)
+        _announce(outcome, todo, len(cells), backend.describe(), log)
         progress = Progress(total=len(cells), done_before=len(cells) - len(todo))
-        if todo and jobs > 1:
+        if len(todo) > 1 and backend.parallel:
             prepare_datasets([task.cell for task in todo], log)
-        if jobs <= 1 or len(todo) <= 1:
-            _run_here(todo, execute, progress, outcome, log)
-        else:
-            _run_in_workers(todo, execute, jobs, threads, devices, progress, outcome, log)
+
+        def record(result: CellResult) -> None:
+            _record(result, progress, outcome, log)
+
+        for run_id in backend.run(todo, progress, record, log):
+            outcome.states[run_id] = SUBMITTED
     return _finish(outcome, started, log)
 
 
@@ -185,12 +196,12 @@ def run_sweep_together(
             raise SweepLocked(plan)
         outcome, todo = plan
         if main:
-            _announce(outcome, todo, len(cells), 1, None, log)
+            _announce(outcome, todo, len(cells), None, log)
             log(f"[sweep] each cell runs on all {processes.world_size} processes")
         progress = Progress(total=len(cells), done_before=len(cells) - len(todo))
         for task in todo:
             progress.running = 1
-            result = _execute_together(task, processes)
+            result = execute_together(task, processes)
             progress.running = 0
             if main:
                 _record(result, progress, outcome, log)
@@ -198,7 +209,7 @@ def run_sweep_together(
     return _finish(outcome, started, log if main else _quiet)
 
 
-def _execute_together(task: CellTask, processes: Processes) -> CellResult:
+def execute_together(task: CellTask, processes: Processes) -> CellResult:
     """One cell on every process: process 0 records it as :func:`execute_cell` does; the
     others train their share and report nothing."""
     folder = Path(task.folder)
@@ -268,13 +279,13 @@ def _finished_state(folder: Path) -> str:
         return "damaged"  # the report names the file; the cell is not rerun over it
 
 
-def _announce(outcome, todo, total, jobs, threads, log) -> None:
+def _announce(outcome, todo, total, how: str | None, log) -> None:
     counts = outcome.counts()
     skipped = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     log(
         f"[sweep] {total} cells: {len(todo)} to run"
         + (f"; already {skipped}" if skipped else "")
-        + (f"; {jobs} at a time, {threads} thread(s) each" if threads else "")
+        + (f"; {how}" if how else "")
     )
     if counts.get("skipped-failed"):
         log("[sweep] failed cells are not rerun; pass --retry-failed to retry them")
@@ -294,75 +305,3 @@ def _record(result: CellResult, progress: Progress, outcome: SweepOutcome, log) 
     else:
         detail = "diverged" if result.diverged else f"test acc {result.accuracy:.2f}%"
     log(f"[sweep] {result.run_id} {detail} ({result.seconds:.0f}s)")
-
-
-def _run_here(todo, execute, progress, outcome, log) -> None:
-    for task in todo:
-        progress.running = 1
-        result = execute(task)
-        progress.running = 0
-        _record(result, progress, outcome, log)
-        log(progress.line())
-
-
-def _run_in_workers(todo, execute, jobs, threads, devices, progress, outcome, log) -> None:
-    context = multiprocessing.get_context("spawn")
-    device_queue = None
-    if devices:
-        jobs = min(jobs, len(devices))
-        device_queue = context.Manager().Queue()
-
-    def new_pool() -> concurrent.futures.ProcessPoolExecutor:
-        if device_queue is not None:
-            while not device_queue.empty():  # a rebuilt pool hands every GPU out again
-                device_queue.get()
-            for device in devices:
-                device_queue.put(device)
-        return concurrent.futures.ProcessPoolExecutor(
-            max_workers=jobs,
-            mp_context=context,
-            initializer=initialize_worker,
-            initargs=(threads, device_queue),
-        )
-
-    pool = new_pool()
-    pending: dict[concurrent.futures.Future, CellTask] = {}
-    queue = list(todo)
-    try:
-        while queue or pending:
-            while queue and len(pending) < jobs:
-                task = queue.pop(0)
-                pending[pool.submit(execute, task)] = task
-            progress.running = len(pending)
-            if sum(progress.outcomes.values()):
-                log(progress.line())
-            done, _ = concurrent.futures.wait(
-                pending, return_when=concurrent.futures.FIRST_COMPLETED
-            )
-            broken = False
-            for future in done:
-                task = pending.pop(future)
-                progress.running = len(pending)
-                try:
-                    result = future.result()
-                except concurrent.futures.process.BrokenProcessPool as error:
-                    # A worker died (killed, out of memory): its cell counts as failed.
-                    result = _crashed(task, error)
-                    broken = True
-                _record(result, progress, outcome, log)
-            if broken:
-                # Every other cell in flight died with the pool: queue them again.
-                queue = [pending.pop(f) for f in list(pending)] + queue
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = new_pool()
-        log(progress.line())
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _crashed(task: CellTask, error: BaseException) -> CellResult:
-    folder = Path(task.folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    message = f"the worker process running this cell died: {error!r}"
-    (folder / "error.txt").write_text(message + "\n")
-    return CellResult(task.cell.run_id(), FAILED, error=message)
