@@ -34,6 +34,7 @@ from tvlars.experiments.stats import (
     MIN_SEEDS,
     UNDECIDED,
     paired,
+    stat,
     t_quantile_975,
 )
 from tvlars.experiments.tables import cell_text
@@ -480,3 +481,42 @@ def test_results_do_not_depend_on_the_order_of_the_runs():
     shuffled = list(runs)
     random.Random(0).shuffle(shuffled)
     assert claim_lamb_weak(shuffled).verdict == claim_lamb_weak(runs).verdict
+
+
+# --- what the report prints of a comparison --------------------------------------------------
+
+
+def test_the_t_quantiles_beyond_the_table_match_published_values():
+    # Two-sided 95% quantiles of Student's t, as printed in standard tables (3 decimals).
+    published = {31: 2.040, 40: 2.021, 50: 2.009, 60: 2.000, 80: 1.990, 100: 1.984, 120: 1.980}
+    for df, value in published.items():
+        assert t_quantile_975(df) == pytest.approx(value, abs=6e-4), df
+    assert t_quantile_975(0) == math.inf
+    assert (t_quantile_975(1), t_quantile_975(30)) == (12.706, 2.042)
+
+
+def test_a_comparison_prints_its_mean_interval_and_seed_count():
+    three = paired({0: 3.0, 1: 5.0, 2: 7.0}, {0: 1.0, 1: 1.0, 2: 1.0}, margin=1.0)
+    # mean 4, sd 2, half width 4.303 * 2 / sqrt(3) = 4.97
+    assert three.text() == "+4.0 points, 95% CI [-1.0, +9.0] (3 paired seeds)"
+    assert three.text("epochs").startswith("+4.0 epochs, ")
+
+
+def test_a_comparison_of_too_few_seeds_says_so():
+    two = paired({0: 2.0, 1: 4.0}, {0: 1.0, 1: 1.0}, margin=1.0)
+    assert two.text() == (
+        "+2.0 points, 95% CI [-10.7, +14.7] (2 paired seeds): fewer than 3 paired seeds"
+    )
+    one = paired({0: 2.0}, {0: 1.0}, margin=1.0)
+    assert one.text() == (
+        "+1.0 points, 95% CI (no interval from 1 seed) (1 paired seed): fewer than 3 paired seeds"
+    )
+    assert paired({0: 2.0}, {1: 1.0}, margin=1.0).text() == "no seed ran in both arms"
+
+
+def test_a_cell_prints_its_mean_spread_and_count():
+    assert stat([1.0, 2.0, 3.0]).text() == "2.0 ± 1.0"
+    assert stat([1.0, 2.0, 3.0]).text_n() == "2.0 ± 1.0 (n=3)"
+    assert stat([1.25]).text(2) == "1.25"
+    assert stat([1.25]).text_n() == "1.2 (n=1)"
+    assert stat([math.nan]).text() == stat([]).text_n() == "—"
