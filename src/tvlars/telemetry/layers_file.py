@@ -12,6 +12,7 @@ import csv
 import io
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -105,3 +106,32 @@ def split_by_layer(data: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.nda
     names = list(dict.fromkeys(layer.tolist()))
     columns = [c for c in COLUMNS if c != "layer"]
     return {name: {c: np.asarray(data[c])[layer == name] for c in columns} for name in names}
+
+
+def prepare_for_append(path: Path, header_text: str, start_step: int) -> None:
+    """Make ``path`` ready to take rows from step ``start_step`` on: a new file gets the
+    header; an existing one (a resumed run) loses every row at or past ``start_step`` and an
+    incomplete last line, cut off in place. A file with another header is refused."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.stat().st_size == 0:
+        path.write_text(header_text + "\n", encoding="utf-8")
+        return
+    # Rows are in step order, so everything from the first row at or past start_step
+    # (or from an incomplete last line) on is cut off in place.
+    cut = None
+    with open(path, "rb") as f:
+        header = f.readline()
+        if header.decode("utf-8").rstrip("\r\n") != header_text:
+            raise ValueError(
+                f"{path} exists and is not a layer telemetry file "
+                f"(header {header[:200]!r}, expected {header_text!r})"
+            )
+        offset = f.tell()
+        for line in f:
+            if not line.endswith(b"\n") or int(line.split(b",", 1)[0]) >= start_step:
+                cut = offset
+                break
+            offset += len(line)
+    if cut is not None:
+        with open(path, "r+b") as f:
+            f.truncate(cut)

@@ -28,18 +28,18 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from tvlars.optim import _native
 from tvlars.optim._base import is_adapted
 from tvlars.optim._multi_tensor import (
     Scratch,
-    chunks,
-    decayed_gradients,
-    layer_norms,
-    on_cpu,
-    scratch_for,
 )
-from tvlars.optim._sharded import ShardedLayers
-from tvlars.telemetry.layers_file import GRAD_CLIP_HEADER, HEADER, VALUE_COLUMNS, csv_field
+from tvlars.telemetry.layers_file import (
+    GRAD_CLIP_HEADER,
+    HEADER,
+    VALUE_COLUMNS,
+    csv_field,
+    prepare_for_append,
+)
+from tvlars.telemetry.plain_norms import layer_norms_before_step
 
 LayerFilter = Callable[[str], bool] | Collection[str]
 
@@ -192,9 +192,9 @@ class LayerRecorder:
         # _layer_norms_before_step).
         self._scratch = Scratch()
 
-        self._prepare_file(self.path, HEADER, start_step)
+        prepare_for_append(self.path, HEADER, start_step)
         if self.grad_clip_path.exists():
-            self._prepare_file(self.grad_clip_path, GRAD_CLIP_HEADER, start_step)
+            prepare_for_append(self.grad_clip_path, GRAD_CLIP_HEADER, start_step)
         if self._layerwise:
             # Restored after every recorded step, so a user who set the flag keeps it.
             self._base_flag = bool(optimizer.record_layer_stats)
@@ -364,57 +364,14 @@ class LayerRecorder:
             for (_, dtype, decay), members in batches.items():
                 params = [p for _, p in members]
                 grads = [p.grad.to_dense() if p.grad.is_sparse else p.grad for p in params]
-                w_norms, g_norms = self._layer_norms_before_step(params, grads, dtype, decay)
+                w_norms, g_norms = layer_norms_before_step(
+                    params, grads, dtype, decay, self._scratch
+                )
                 for (col, _), w_norm, g_norm in zip(members, w_norms, g_norms, strict=True):
                     weight[col], grad[col] = w_norm, g_norm
             # Written now because the update will change w; committed by the post-hook
             # only if the step completes.
             self._write_row(weight, grad, trust, lr)
-
-    def _layer_norms_before_step(
-        self, params: list[Tensor], grads: list[Tensor], dtype: torch.dtype, decay: float
-    ) -> tuple[list[Tensor], list[Tensor]]:
-        """``|w|`` and ``|g + wd*w|`` of each parameter (one device and dtype), 0-d tensors.
-
-        On CPU the native kernels' norm pass does it in one read of w and g (a plain SGD
-        step on ResNet-18 shapes took 2.3x as long with the recorder attached when it
-        made g + wd*w in fresh memory and took two norms of it). Elsewhere as the
-        multi-tensor optimizer path does (tvlars.optim._multi_tensor), and for DTensor
-        parameters (FSDP2) as it does too: local shards, one all-reduce for the norms
-        (tvlars.optim._sharded), which every process must then make: attach a recorder
-        on each (those whose file is not wanted may write to os.devnull).
-        """
-        # Half-precision sums of squares overflow (float16 tops out at 65504).
-        accumulate = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-        sharded = ShardedLayers.of(params, grads)
-        if sharded is not None:
-            local_params, local_grads = sharded.local(params), sharded.local(grads)
-            layers = range(len(params))
-            if on_cpu(params[0]) and _native.available(local_params, local_grads):
-                local_norms = _native.layer_norms(local_params, local_grads, decay)
-                norms = sharded.whole_square_sums(local_norms.square_(), layers).sqrt_()
-                norms = norms.to(torch.float32)
-                return list(norms[:, 0].unbind()), list(norms[:, 1].unbind())
-            directions = local_grads
-            if decay != 0:
-                directions = decayed_gradients(directions, local_params, decay, None)
-            norm_pairs = sharded.norm_pairs(layers)
-            whole_weight_norms, whole_grad_norms = norm_pairs(local_params, directions, accumulate)
-            return list(whole_weight_norms.unbind()), list(whole_grad_norms.unbind())
-        if on_cpu(params[0]) and _native.available(params, grads):
-            norms = _native.layer_norms(params, grads, decay).to(torch.float32)
-            return list(norms[:, 0].unbind()), list(norms[:, 1].unbind())
-        weight_norms: list[Tensor] = []
-        grad_norms: list[Tensor] = []
-        for run in chunks(range(len(params)), params):
-            chunk = [params[i] for i in run]
-            directions = [grads[i] for i in run]
-            if decay != 0:
-                scratch = scratch_for(chunk, self._scratch)
-                directions = decayed_gradients(directions, chunk, decay, scratch)
-            weight_norms.extend(layer_norms(chunk, accumulate).unbind(0))
-            grad_norms.extend(layer_norms(directions, accumulate).unbind(0))
-        return weight_norms, grad_norms
 
     def _post_step_plain(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
         self._finish_step()
@@ -508,31 +465,6 @@ class LayerRecorder:
         self.next_step += 1
 
     # ----------------------------------------------------------------- output
-    def _prepare_file(self, path: Path, header_text: str, start_step: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or path.stat().st_size == 0:
-            path.write_text(header_text + "\n", encoding="utf-8")
-            return
-        # Rows are in step order, so everything from the first row at or past start_step
-        # (or from an incomplete last line) on is cut off in place.
-        cut = None
-        with open(path, "rb") as f:
-            header = f.readline()
-            if header.decode("utf-8").rstrip("\r\n") != header_text:
-                raise ValueError(
-                    f"{path} exists and is not a layer telemetry file "
-                    f"(header {header[:200]!r}, expected {header_text!r})"
-                )
-            offset = f.tell()
-            for line in f:
-                if not line.endswith(b"\n") or int(line.split(b",", 1)[0]) >= start_step:
-                    cut = offset
-                    break
-                offset += len(line)
-        if cut is not None:
-            with open(path, "r+b") as f:
-                f.truncate(cut)
-
     def flush(self) -> None:
         """Append the buffered rows to the file (one device-to-host transfer), and to the
         TensorBoard writer when there is one."""
@@ -568,7 +500,7 @@ class LayerRecorder:
         pairs = [torch.stack((norm, factor)).to(torch.float64) for _, norm, factor in rows]
         values = torch.stack(pairs).cpu().tolist()
         if not self.grad_clip_path.exists():
-            self._prepare_file(self.grad_clip_path, GRAD_CLIP_HEADER, rows[0][0])
+            prepare_for_append(self.grad_clip_path, GRAD_CLIP_HEADER, rows[0][0])
         lines = [f"{step},%.17g,%.17g\n" % tuple(v) for (step, _, _), v in zip(rows, values)]
         with open(self.grad_clip_path, "a", newline="", encoding="utf-8") as f:
             f.write("".join(lines))
