@@ -118,16 +118,22 @@ def _worker(rank: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
-        network, x1, x2 = _network_and_views()
-        ddp = nn.parallel.DistributedDataParallel(network)
-        half = slice(rank * BATCH // 2, (rank + 1) * BATCH // 2)
-        z1, z2 = ddp(x1[half], x2[half])
-        loss = barlow_twins_loss(z1, z2)
-        loss.backward()
-        grads = {name: p.grad for name, p in network.named_parameters()}
-        torch.save({"loss": loss.detach(), "grads": grads}, f"{out}/rank{rank}.pt")
+        _ddp_step(rank, out)
     finally:
+        # DDP and its reducer are gone by now: freeing a reducer after its process group
+        # was destroyed runs gloo's destructor under the GIL, which can deadlock.
         dist.destroy_process_group()
+
+
+def _ddp_step(rank: int, out: str) -> None:
+    network, x1, x2 = _network_and_views()
+    ddp = nn.parallel.DistributedDataParallel(network)
+    half = slice(rank * BATCH // 2, (rank + 1) * BATCH // 2)
+    z1, z2 = ddp(x1[half], x2[half])
+    loss = barlow_twins_loss(z1, z2)
+    loss.backward()
+    grads = {name: p.grad for name, p in network.named_parameters()}
+    torch.save({"loss": loss.detach(), "grads": grads}, f"{out}/rank{rank}.pt")
 
 
 def test_two_gloo_processes_get_the_one_process_gradient_of_the_combined_batch(tmp_path):
