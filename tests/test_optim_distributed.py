@@ -45,17 +45,24 @@ def _zero_worker(rank: int, port: int, name: str, out: str) -> None:
     join_as_torchrun_rank(rank, port)
     dist.init_process_group("gloo")
     try:
-        optimizer_class, keywords = OPTIMIZERS[name]
-        params = initial_params()
-        optimizer = ZeroRedundancyOptimizer(params, optimizer_class=optimizer_class, **keywords)
-        train(params, optimizer)
-        optimizer.consolidate_state_dict(to=0)
-        if rank == 0:
-            state = optimizer.state_dict()
-            steps = [group["step"] for group in state["param_groups"]]
-            torch.save({"params": [p.detach() for p in params], "steps": steps}, out)
+        _zero_steps(rank, name, out)
     finally:
+        # The optimizer (which holds the process group) is gone by now: a group's last
+        # reference dropped after it was destroyed runs gloo's destructor under the GIL,
+        # which can deadlock.
         dist.destroy_process_group()
+
+
+def _zero_steps(rank: int, name: str, out: str) -> None:
+    optimizer_class, keywords = OPTIMIZERS[name]
+    params = initial_params()
+    optimizer = ZeroRedundancyOptimizer(params, optimizer_class=optimizer_class, **keywords)
+    train(params, optimizer)
+    optimizer.consolidate_state_dict(to=0)
+    if rank == 0:
+        state = optimizer.state_dict()
+        steps = [group["step"] for group in state["param_groups"]]
+        torch.save({"params": [p.detach() for p in params], "steps": steps}, out)
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
