@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tvlars.experiments.claims import (
+    DIVERGENCE_PENALTY,
     HOLDS,
     NOT_HOLD,
     PART,
@@ -304,6 +305,45 @@ def test_wa_lars_diverging_where_nowa_lars_does_not_contradicts_the_claim():
     runs = arm_runs("WA-LARS", 16384, 19.0, (10.0, 10.0, 10.0), diverged=True)
     runs += arm_runs("NOWA-LARS", 16384, 19.0, (80.0, 81.0, 82.0))
     assert claim_nowa_unstable(runs).verdict == NOT_HOLD
+
+
+def test_wa_lars_swinging_more_than_nowa_lars_contradicts_the_claim_and_says_so():
+    runs = arm_runs("NOWA-LARS", 4096, 10.0, (90.0, 91.0, 92.0))
+    runs += [make_run("WA-LARS", 4096, 10.0, s, 85.0, curve=jagged(85.0, 4.0 + s)) for s in SEEDS]
+    claim = claim_nowa_unstable(runs)
+    assert claim.verdict == NOT_HOLD
+    assert any(
+        line.startswith("B=4096, lr 10: ") and line.endswith("NOWA-LARS more stable")
+        for line in claim.evidence
+    )
+
+
+def test_nowa_lars_swinging_more_says_it_is_less_stable():
+    runs = arm_runs("WA-LARS", 4096, 10.0, (90.0, 91.0, 92.0))
+    runs += [make_run("NOWA-LARS", 4096, 10.0, s, 85.0, curve=jagged(85.0, 4.0 + s)) for s in SEEDS]
+    evidence = claim_nowa_unstable(runs).evidence
+    assert any(line.endswith("NOWA-LARS less stable") for line in evidence)
+
+
+def test_instability_is_judged_at_every_batch_both_arms_ran_and_on_their_common_seeds():
+    # Batch 1024 has no NOWA-LARS arm; at 4096 NOWA-LARS has a seed WA-LARS lacks.
+    runs = arm_runs("WA-LARS", 1024, 4.0, (90.0, 91.0, 92.0))
+    runs += arm_runs("WA-LARS", 4096, 10.0, (90.0, 91.0, 92.0))
+    runs += [
+        make_run("NOWA-LARS", 4096, 10.0, s, 85.0, curve=jagged(85.0, 4.0 + s)) for s in (*SEEDS, 3)
+    ]
+    assert claim_nowa_unstable(runs).verdict == HOLDS
+
+
+def test_a_seed_where_both_arms_diverged_counts_as_no_difference():
+    runs = arm_runs("NOWA-LARS", 16384, 19.0, (10.0, 10.0, 10.0), diverged=True)
+    runs += [make_run("WA-LARS", 16384, 19.0, 0, 10.0, diverged=True)]
+    runs += [make_run("WA-LARS", 16384, 19.0, s, 80.0) for s in (1, 2)]
+    claim = claim_nowa_unstable(runs)
+    line = next(line for line in claim.evidence if line.startswith("B=16384"))
+    assert "diverged 3/3 vs 1/3" in line
+    # Differences (0, +P, +P): their mean is two thirds of the penalty.
+    assert f"+{2 * DIVERGENCE_PENALTY / 3:.1f} points" in line
 
 
 # --- claim 4: TVLARS converges faster ------------------------------------------------------
