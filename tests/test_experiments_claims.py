@@ -476,6 +476,17 @@ def test_the_higher_lr_clearly_less_accurate_does_not_hold():
     assert claim.verdict == NOT_HOLD
 
 
+def test_higher_lr_is_judged_in_every_group_with_two_lrs_and_says_which_lrs():
+    # Batch 4096 ran one LR only (nothing to compare); batch 16384 ran two.
+    runs = arm_runs("TVLARS", 4096, 10.0, (80.0, 81.0, 82.0))
+    runs += lr_runs((70.0, 72.0, 71.0), (80.0, 83.0, 81.0))
+    claim = claim_higher_lr_better(runs)
+    assert claim.verdict == HOLDS
+    (line,) = [line for line in claim.evidence if "vs lr" in line]
+    assert line.startswith("TVLARS λ=0.0001, B=16384: lr 19 ")
+    assert " vs lr 15 " in line and line.endswith("→ lr 19 higher")
+
+
 # --- Barlow Twins ----------------------------------------------------------------------------
 
 
