@@ -276,6 +276,25 @@ def test_lamb_below_at_its_only_lr_holds_in_part():
     assert claim.by_arm == {"WA-LAMB": PART, "WA-LAMB·η": PART}
 
 
+def test_lamb_below_at_its_only_lr_says_the_lr_pattern_is_not_tested():
+    claim = claim_lamb_weak(lamb_runs((10.0,), (50.0,), lrs=(19.0,)))
+    assert any("one LR only" in line for line in claim.evidence)
+    assert not any("also below at the largest" in line for line in claim.evidence)
+
+
+def test_lamb_far_below_at_the_smallest_lr_and_undecided_at_the_largest_says_so():
+    runs = []
+    for lr in (15.0, 17.0, 19.0):
+        runs += arm_runs("WA-LARS", 16384, lr, (80.0, 82.0, 81.0))
+    runs += arm_runs("WA-LAMB", 16384, 15.0, (20.0, 22.0, 21.2))
+    runs += arm_runs("WA-LAMB", 16384, 17.0, (45.0, 47.0, 46.2))
+    # Differences -2, +1, -1 at lr 19: the interval straddles the margin.
+    runs += arm_runs("WA-LAMB", 16384, 19.0, (78.0, 83.0, 80.0))
+    claim = claim_lamb_weak(runs)
+    assert claim.by_arm == {"WA-LAMB": PART}
+    assert any("undecided at the largest" in line for line in claim.evidence)
+
+
 # --- claim 3: NOWA-LARS unstable -----------------------------------------------------------
 
 
@@ -485,6 +504,7 @@ def test_higher_lr_is_judged_in_every_group_with_two_lrs_and_says_which_lrs():
     (line,) = [line for line in claim.evidence if "vs lr" in line]
     assert line.startswith("TVLARS λ=0.0001, B=16384: lr 19 ")
     assert " vs lr 15 " in line and line.endswith("→ lr 19 higher")
+    assert "decided by 1 setting(s), each with 3+ paired seeds" in claim.evidence
 
 
 # --- Barlow Twins ----------------------------------------------------------------------------
