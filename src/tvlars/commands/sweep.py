@@ -156,9 +156,13 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         for cell in cells:
             d = cell.describe()
+            # The grid's column LR, and what the optimizer gets where that differs (WA-LAMB·η).
+            lr = f"{d['lr']:g}"
+            if d["optimizer_lr"] != d["lr"]:
+                lr += f" (optimizer {d['optimizer_lr']:g})"
             print(
                 f"{cell.run_id()}  {d['task']:<14} {d['dataset']:<12} {d['method']:<10} "
-                f"B={d['batch_size']:<6} lr={d['lr']:<5g} seed={d['seed']} init={d['init']} "
+                f"B={d['batch_size']:<6} lr={lr:<5} seed={d['seed']} init={d['init']} "
                 f"lambda={d['lmbda']:g} tv_decay={d['tv_decay']} excl={d['excluded_lr_scale']:g}"
             )
         print(f"{len(cells)} cells in preset {preset.name}")
