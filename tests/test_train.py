@@ -367,3 +367,18 @@ def test_a_run_killed_after_diverging_resumes_as_diverged_without_training(tmp_p
     summary = train(config, progress=False)
     assert summary["diverged"] and summary["diverged_epoch"] == epochs_before
     assert len(metric_rows(tmp_path)) == epochs_before
+
+
+def test_ctrl_c_reports_the_epoch_it_interrupted_counted_from_one(tmp_path, monkeypatch):
+    original_epoch = DeviceBatches.epoch
+
+    def interrupted_in_second_epoch(self, epoch, start=0):
+        for index, batch in enumerate(original_epoch(self, epoch, start)):
+            if epoch == 1 and index == 1:
+                raise KeyboardInterrupt
+            yield batch
+
+    monkeypatch.setattr(DeviceBatches, "epoch", interrupted_in_second_epoch)
+    with pytest.raises(train_loop.TrainingInterrupted) as interrupt:
+        train(tiny(tmp_path), progress=False, log=lambda message: None)
+    assert interrupt.value.epoch == 2
