@@ -292,3 +292,20 @@ def test_the_report_command_writes_report_md_and_prints_the_table(tmp_path, caps
     out = capsys.readouterr().out
     assert "| TVLARS · λ=0.0001 | 70.0 |" in out
     assert f"report: {tmp_path / 'report.md'}" in out
+
+
+def test_runs_differing_only_where_or_how_fast_they_ran_are_pooled(tmp_path):
+    for seed, acc in enumerate((70.0, 72.0)):
+        write_run(tmp_path, "WA-LARS", 1024, 4.0, seed, acc)
+    # Seed 1 ran with other threads and a TensorBoard export: same computation, same row.
+    (folder,) = [
+        f
+        for f in (tmp_path / "runs").iterdir()
+        if '"seed": 1' in f.joinpath("config.json").read_text()
+    ]
+    config_file = json.loads((folder / "config.json").read_text())
+    config_file["config"].update(threads=2, tensorboard=True)
+    (folder / "config.json").write_text(json.dumps(config_file))
+    write_report(tmp_path, figures=False)
+    (row,) = table_rows(tmp_path)
+    assert (row["variant"], int(row["n"])) == ("WA-LARS", 2)
