@@ -10,7 +10,10 @@
 - Figure 7: final accuracy against the learning rate, per batch size.
 - Figure 8: final accuracy per weight init, per batch size.
 
-Each function returns the paths it wrote (empty when the runs are missing).
+Each function returns the paths it wrote (empty when the runs are missing). Figures 2-8
+plot classification runs (a Barlow Twins run's accuracy is its linear probe's, in the
+table), and runs that differ in a setting besides the grid's axes and the seed (their
+``setting_note``, e.g. ``epochs=2``) are drawn apart, never averaged into one curve.
 """
 
 from __future__ import annotations
@@ -37,7 +40,21 @@ def _pyplot():
 
 
 def _done(runs: list[Run]) -> list[Run]:
-    return [r for r in runs if r.state in ("finished", "diverged") and r.metrics]
+    """Classification runs that finished or diverged, with their per-epoch metrics."""
+    return [
+        r
+        for r in runs
+        if r.task == "classification" and r.state in ("finished", "diverged") and r.metrics
+    ]
+
+
+def _named(name: str, run: Run) -> str:
+    """``name`` with the run's differing settings, so that they label and key a series."""
+    return f"{name} [{run.setting_note}]" if run.setting_note else name
+
+
+def _titled(title: str, note: str) -> str:
+    return f"{title} [{note}]" if note else title
 
 
 def _curve(runs: list[Run], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -69,7 +86,8 @@ def _main_setting(runs: list[Run]) -> list[Run]:
 
 def schedules(runs: list[Run], out: Path) -> list[Path]:
     """Figures 1 and 5 at the sweep's smallest batch size's steps per epoch."""
-    with_plan = [r for r in runs if r.steps_per_epoch]
+    with_plan = [r for r in runs if r.steps_per_epoch and r.task == "classification"]
+    with_plan = with_plan or [r for r in runs if r.steps_per_epoch]
     if not with_plan:
         return []
     first = min(with_plan, key=lambda r: r.batch_size)
@@ -104,9 +122,9 @@ def warmup(runs: list[Run], out: Path) -> list[Path]:
     """Figure 2: WA against NOWA for LARS (and LAMB), test accuracy per epoch."""
     runs = _main_setting(_done(runs))
     pairs = [("WA-LARS", "NOWA-LARS"), ("WA-LAMB", "NOWA-LAMB")]
-    panels: dict[int, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    panels: dict[tuple[int, str], dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
-        panels[r.batch_size][r.method].append(r)
+        panels[(r.batch_size, r.setting_note)][r.method].append(r)
     batches = [
         b
         for b in sorted(panels)
@@ -126,7 +144,9 @@ def warmup(runs: list[Run], out: Path) -> list[Path]:
                 chosen = [r for r in members if r.lr == top]
                 if chosen and wa in panels[batch] and nowa in panels[batch]:
                     _draw(ax, chosen, "test_acc", f"{name}, lr {top:g}", linestyle=style)
-        ax.set(title=f"batch {batch}", xlabel="epoch", ylabel="test accuracy (%)")
+        ax.set(
+            title=_titled(f"batch {batch[0]}", batch[1]), xlabel="epoch", ylabel="test accuracy (%)"
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     fig.suptitle("Figure 2: test accuracy with (WA, solid) and without (NOWA, dashed) warm-up")
@@ -142,13 +162,14 @@ def layer_norms(runs: list[Run], out: Path) -> list[Path]:
     from tvlars.telemetry import plot_layers
 
     runs = [r for r in _main_setting(_done(runs)) if (r.folder / "layers.csv").exists()]
-    by_batch: dict[int, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    by_batch: dict[tuple[int, str], dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
-        by_batch[r.batch_size][r.method].append(r)
+        by_batch[(r.batch_size, r.setting_note)][r.method].append(r)
     batches = [b for b in by_batch if {"WA-LARS", "NOWA-LARS"} <= set(by_batch[b])]
     if not batches:
         return []
-    batch = max(batches)
+    # The largest batch; of its settings, the folder's common one (no note) first.
+    batch = max(batches, key=lambda key: (key[0], not key[1], key[1]))
     paths = []
     for method in ("WA-LARS", "NOWA-LARS"):
         run = min(by_batch[batch][method], key=lambda r: (-r.lr, r.seed))
@@ -162,7 +183,9 @@ def layer_norms(runs: list[Run], out: Path) -> list[Path]:
             run.folder / "layers.csv",
             path,
             test_loss=loss,
-            title=f"Figure 3: {method}, batch {batch}, lr {run.lr:g}, seed {run.seed}",
+            title=_titled(
+                f"Figure 3: {method}, batch {batch[0]}, lr {run.lr:g}, seed {run.seed}", batch[1]
+            ),
         )
         paths.append(path)
     return paths
@@ -173,7 +196,8 @@ def lambda_ablation(runs: list[Run], out: Path) -> list[Path]:
     series: dict[tuple, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for r in _main_setting(_done(runs)):
         if r.optimizer == "tvlars":
-            series[(r.batch_size, r.lr, r.tv_decay is None)][r.lambda_label].append(r)
+            key = (r.batch_size, r.lr, r.tv_decay is None, r.setting_note)
+            series[key][r.lambda_label].append(r)
     panels = sorted(k for k, v in series.items() if len(v) >= 2)
     if not panels:
         return []
@@ -182,14 +206,16 @@ def lambda_ablation(runs: list[Run], out: Path) -> list[Path]:
         2, len(panels), figsize=(4.4 * len(panels), 7), squeeze=False, layout="constrained"
     )
     for column, key in enumerate(panels):
-        batch, lr, literal = key
+        batch, lr, literal, note = key
         labels = sorted(series[key], key=lambda label: series[key][label][0].decay_value)
         for label in labels:
             _draw(axes[0][column], series[key][label], "test_acc", label)
             _draw(axes[1][column], series[key][label], "test_loss", label)
         kind = "literal λ" if literal else "λ in paper shape"
         axes[0][column].set(
-            title=f"batch {batch}, lr {lr:g} ({kind})", xlabel="epoch", ylabel="test accuracy (%)"
+            title=_titled(f"batch {batch}, lr {lr:g} ({kind})", note),
+            xlabel="epoch",
+            ylabel="test accuracy (%)",
         )
         axes[1][column].set(xlabel="epoch", ylabel="test loss (log scale)")
         axes[1][column].set_yscale("log")
@@ -209,7 +235,7 @@ def lr_ablation(runs: list[Run], out: Path) -> list[Path]:
         lambda: defaultdict(lambda: defaultdict(list))
     )
     for r in _main_setting(_done(runs)):
-        series[r.batch_size][arm(r)][r.lr].append(r)
+        series[r.batch_size][_named(arm(r), r)][r.lr].append(r)
     panels = sorted(b for b, arms in series.items() if any(len(lrs) >= 2 for lrs in arms.values()))
     if not panels:
         return []
@@ -245,7 +271,7 @@ def init_ablation(runs: list[Run], out: Path) -> list[Path]:
     )
     for r in _done(runs):
         if r.excluded_lr_scale == 1.0:
-            series[r.batch_size][f"{arm(r)}, lr {r.lr:g}"][r.init].append(r)
+            series[r.batch_size][_named(f"{arm(r)}, lr {r.lr:g}", r)][r.init].append(r)
     panels = sorted(b for b, arms in series.items() if any(len(i) >= 2 for i in arms.values()))
     if not panels:
         return []
