@@ -152,6 +152,32 @@ def test_a_second_sweep_on_a_locked_folder_refuses(tmp_path):
         holder.wait()
 
 
+def test_tvlars_sweep_on_a_locked_folder_exits_with_status_2_naming_the_holder(tmp_path):
+    from tvlars.cli import main
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from tvlars.experiments.lock import sweep_lock\n"
+            f"with sweep_lock({str(tmp_path)!r}):\n    print('locked', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit) as refused:
+            main(["sweep", "quick", "--out", str(tmp_path), "--no-report"])
+        assert refused.value.code == 2
+        assert "in use by another sweep" in str(refused.value)
+        assert f"pid {holder.pid}" in str(refused.value)
+        assert not list((tmp_path / "runs").iterdir())
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_real_cell_trains_and_a_raising_cell_leaves_its_traceback(tmp_path):
     good, bad = tiny_cells(methods=("TVLARS",), lrs=(1.0, 2.0))
     result = execute_cell(CellTask(good, str(cell_folder(tmp_path, good)), threads=1))

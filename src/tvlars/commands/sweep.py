@@ -15,8 +15,8 @@ Under torchrun every cell runs data-parallel on all the processes, one cell afte
 ``torchrun --nproc_per_node=8 -m tvlars sweep paper-cifar10 --data-dir ~/data``. Without
 it, a machine with several GPUs runs one cell per GPU.
 
-Presets: quick (8 cells: batch 4096 and 16384, four methods, one seed), cpu (81 cells: the
-whole study on MNIST-1D), ablation-lambda, ablation-lr, ablation-init (CPU scale),
+Presets: quick (12 cells: batch 16384, WA-LARS, both LAMBs and TVLARS, three paired
+seeds), cpu (129 cells: the whole study on MNIST-1D, classification and Barlow Twins), ablation-lambda, ablation-lr, ablation-init (CPU scale),
 paper-cifar10, paper-tinyimagenet, paper-ablation-lambda, paper-ablation-lr,
 paper-ablation-init (the paper's scale: GPUs and --data-dir). --dry-run lists the cells.
 """
@@ -132,7 +132,6 @@ def _default_jobs(preset_name: str) -> tuple[int, list[int] | None]:
 
 def run(args: argparse.Namespace) -> int:
     from tvlars.experiments.backends import BackendError
-    from tvlars.experiments.lock import SweepLocked
     from tvlars.experiments.runner import SUBMITTED, run_sweep
 
     check_backend_installed(args)
@@ -176,12 +175,15 @@ def run(args: argparse.Namespace) -> int:
     make_folder(out / RUNS_DIR, "--out")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         if args.backend != "local":
-            raise SystemExit(f"tvlars sweep: --backend {args.backend} does not run under torchrun")
+            raise UserError(
+                f"--backend {args.backend} does not run under torchrun; run torchrun with the "
+                "local backend, or drop torchrun and let the backend start the cells"
+            )
         return _run_under_torchrun(args, preset, cells, out, overrides.get("device", "auto"))
     try:
         backend = make_backend(args, out, preset.name)
     except (ValueError, BackendError) as error:
-        raise SystemExit(f"tvlars sweep: {error}") from None
+        raise UserError(str(error)) from None
     jobs, devices = _default_jobs(preset.name)
     if args.jobs is not None:
         if args.jobs < 1:
@@ -199,8 +201,8 @@ def run(args: argparse.Namespace) -> int:
             sweep_info={"mirrors_paper": preset.mirrors_paper},
             backend=backend,
         )
-    except (SweepLocked, BackendError) as error:
-        raise SystemExit(f"tvlars sweep: {error}") from None
+    except BackendError as error:
+        raise UserError(str(error)) from None
     except KeyboardInterrupt:
         print("\ntvlars sweep: interrupted; run the same command again to resume")
         return 130
@@ -212,13 +214,12 @@ def run(args: argparse.Namespace) -> int:
 def _run_under_torchrun(args, preset, cells, out: Path, device: str) -> int:
     """Started by torchrun: every cell runs on all processes together (see
     :func:`~tvlars.experiments.runner.run_sweep_together`)."""
-    from tvlars.experiments.lock import SweepLocked
     from tvlars.experiments.runner import run_sweep_together
     from tvlars.train import distributed
 
     if args.jobs not in (None, 1):
-        raise SystemExit(
-            "tvlars sweep: under torchrun every cell uses all processes; drop --jobs "
+        raise UserError(
+            "under torchrun every cell uses all processes; drop --jobs "
             "(or run without torchrun for one cell per GPU)"
         )
     processes = distributed.start(device)
@@ -233,8 +234,6 @@ def _run_under_torchrun(args, preset, cells, out: Path, device: str) -> int:
             sweep_info={"mirrors_paper": preset.mirrors_paper},
             log=print if processes.is_main else (lambda message: None),
         )
-    except SweepLocked as error:
-        raise SystemExit(f"tvlars sweep: {error}") from None
     finally:
         distributed.stop(processes)
     return _report(args, out, outcome) if processes.is_main else 0
