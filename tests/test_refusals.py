@@ -251,6 +251,29 @@ def test_a_damaged_checkpoint_is_refused_with_the_way_out(unfinished_run, capsys
     assert snapshot(unfinished_run) == before
 
 
+@pytest.mark.parametrize("part", ["model", "optimizer"])
+def test_a_checkpoint_whose_states_do_not_fit_the_model_is_refused_with_the_way_out(
+    unfinished_run, capsys, part
+):
+    """A readable checkpoint of this run's settings whose tensors do not fit (as one written
+    by a version of tvlars with another model would be)."""
+    import torch
+
+    checkpoint = unfinished_run / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    if part == "model":
+        name = next(iter(state["model"]))
+        state["model"][name] = torch.zeros(3, 1, 1)
+    else:
+        state["optimizer"]["param_groups"][0]["params"].append(10_000)
+    torch.save(state, checkpoint)
+    before = snapshot(unfinished_run)
+    message = refused(["train", *TINY, "--out", str(unfinished_run)], capsys)
+    assert f"{checkpoint} does not fit this run: its {part} state" in message
+    assert "--restart" in message and "Traceback" not in message
+    assert snapshot(unfinished_run) == before
+
+
 def test_restart_starts_a_run_with_a_damaged_checkpoint_over(unfinished_run, capsys):
     (unfinished_run / "checkpoint.pt").write_bytes(b"")
     assert main(["train", *TINY, "--out", str(unfinished_run), "--restart"]) == 0

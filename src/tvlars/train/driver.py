@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from tvlars.data import DeviceBatches, load_dataset
+from tvlars.errors import UserError
 from tvlars.models import check_input_kind
 from tvlars.telemetry import LayerRecorder
 from tvlars.telemetry.tensorboard import open_writer, write_epoch
@@ -218,10 +219,7 @@ def _drive(task: Task, folder: RunFolder, progress: bool) -> dict[str, Any]:
     start_epoch, rows, elapsed, train_seconds = 0, [], 0.0, 0.0
     checkpoint = folder.load_checkpoint(run_id)  # refuses a damaged or another run's one
     if checkpoint is not None:
-        network.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
+        _restore(folder, checkpoint, network, optimizer, scheduler, scaler)
         start_epoch, rows = checkpoint["epoch"], checkpoint["metrics"]
         elapsed, train_seconds = checkpoint["seconds"], checkpoint["train_seconds"]
         at_end = start_epoch >= config.epochs and task.final_stage is not None
@@ -417,6 +415,27 @@ def save_epoch(
                 "applied_steps": None if recorder is None else recorder.next_step,
             }
         )
+
+
+def _restore(folder: RunFolder, checkpoint: dict[str, Any], *stateful: Any) -> None:
+    """Load the checkpoint's model, optimizer, scheduler and loss-scaler states into
+    ``stateful`` (in that order), or raise :class:`UserError` when they do not fit: a
+    checkpoint of this run's settings written by a version of tvlars whose model or
+    optimizer state differs (its run id hashes the settings, not the code)."""
+    keys = ("model", "optimizer", "scheduler", "scaler")
+    for key, target in zip(keys, stateful, strict=True):
+        try:
+            target.load_state_dict(checkpoint[key])
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as error:
+            # torch's first line names the module, the second what does not fit.
+            reason = " ".join(line.strip() for line in str(error).strip().splitlines()[:2])
+            raise UserError(
+                f"{folder.checkpoint} does not fit this run: its {key} state cannot be "
+                f"loaded ({type(error).__name__}: {reason}). It was probably written by "
+                "another version of tvlars. Move it away (e.g. mv "
+                f"{folder.checkpoint} {folder.checkpoint}.old) and run the same command again "
+                "to start the run over, or add --restart"
+            ) from None
 
 
 def applied_steps(checkpoint: dict[str, Any] | None, attempted: int) -> int:
