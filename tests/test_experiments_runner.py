@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -266,6 +267,29 @@ def test_a_barlow_twins_cell_pretrains_and_evaluates_when_pretrain_is_installed(
     # classes, chance is 10% (one standard deviation 2.1 points); one epoch of each stage
     # reaches 20%.
     assert summary["final_test_acc"] == summary["linear_acc"] > 15
+
+
+def test_the_report_reads_a_finished_barlow_twins_cell_with_its_probe_accuracy(tmp_path):
+    pytest.importorskip("tvlars.pretrain")
+    from tvlars.experiments.records import read_runs
+
+    spec = SweepSpec(
+        name="bt",
+        methods=("WA-LARS",),
+        batches={128: (1.0,)},
+        tasks=("barlow-twins",),
+        base=dict(TINY, epochs=1),
+        pretrain={"eval_epochs": 1},
+    )
+    (cell,) = expand(spec)
+    assert run_sweep([cell], tmp_path, log=quiet).counts() == {"finished": 1}
+    summary = json.loads((cell_folder(tmp_path, cell) / "summary.json").read_text())
+    (run,) = read_runs(tmp_path)
+    assert (run.state, run.error) == ("finished", "")
+    assert (run.task, run.method) == ("barlow-twins", "WA-LARS")
+    assert run.final_acc == summary["linear_acc"]
+    random_backbone = summary["random_init_linear_acc"]
+    assert run.random_acc == random_backbone or math.isnan(run.random_acc + random_backbone)
 
 
 def _torchrun_sweep_worker(rank: int, port: int, grid: str, out: str, cache: str) -> None:

@@ -152,7 +152,10 @@ def read_json_object(path: Path, problems: list[str]) -> dict[str, Any]:
         return {}
 
 
-def _read_metrics(path: Path, problems: list[str]) -> list[dict[str, float]]:
+def _read_metrics(path: Path, task: str, problems: list[str]) -> list[dict[str, float]]:
+    """The rows of ``metrics.csv``: a classification run logs its test accuracy per epoch,
+    a Barlow Twins run its pre-training loss (its accuracy is the probe's, in summary.json)."""
+    needed = {"epoch", "test_acc"} if task == "classification" else {"epoch", "train_loss"}
     if not path.exists():
         return []
     try:
@@ -164,8 +167,8 @@ def _read_metrics(path: Path, problems: list[str]) -> list[dict[str, float]]:
                 }
                 for row in csv.DictReader(file)
             ]
-        if rows and not {"epoch", "test_acc"} <= set(rows[0]):
-            raise ValueError("no epoch and test_acc columns")
+        if rows and not needed <= set(rows[0]):
+            raise ValueError(f"no {' and '.join(sorted(needed))} columns")
         return rows
     except (OSError, ValueError, TypeError, csv.Error) as error:
         problems.append(f"metrics.csv cannot be read ({error})")
@@ -263,7 +266,7 @@ def _read_run(folder: Path, problems: list[str]) -> Run:
         run.diverged = bool(summary.get("diverged"))
         run.random_acc = float(summary.get("random_init_linear_acc", math.nan))
         run.wall_seconds = float(summary.get("wall_seconds", math.nan))
-    run.metrics = _read_metrics(folder / "metrics.csv", problems)
+    run.metrics = _read_metrics(folder / "metrics.csv", run.task, problems)
     if (folder / ERROR_FILE).exists():
         try:
             lines = (folder / ERROR_FILE).read_text(errors="replace").strip().splitlines()
