@@ -16,9 +16,10 @@ Under torchrun every cell runs data-parallel on all the processes, one cell afte
 it, a machine with several GPUs runs one cell per GPU.
 
 Presets: quick (12 cells: batch 16384, WA-LARS, both LAMBs and TVLARS, three paired
-seeds), cpu (129 cells: the whole study on MNIST-1D, classification and Barlow Twins), ablation-lambda, ablation-lr, ablation-init (CPU scale),
-paper-cifar10, paper-tinyimagenet, paper-ablation-lambda, paper-ablation-lr,
-paper-ablation-init (the paper's scale: GPUs and --data-dir). --dry-run lists the cells.
+seeds), cpu (129 cells: the whole study on MNIST-1D, classification and Barlow Twins),
+ablation-lambda, ablation-lr, ablation-init (CPU scale), paper-cifar10,
+paper-tinyimagenet, paper-ablation-lambda, paper-ablation-lr, paper-ablation-init (the
+paper's scale: GPUs and --data-dir). --dry-run lists the cells.
 """
 
 from __future__ import annotations
