@@ -6,8 +6,8 @@
 # MODULE is one of: schedules, config, loop-resume, claims, stats (the module and the test
 # files that specify it are listed below). The run happens in a copy of the working tree
 # under ${MUTATION_DIR:-/tmp/tvlars-mutation}/MODULE (mutmut writes its mutants/ folder
-# there), one mutant at a time (--max-children 1), at nice 10 (run the script itself without
-# nice: nice adds up). It prints the surviving mutants and the score: mutants killed (a test
+# there), one mutant at a time (MUTATION_CHILDREN=2: two at once, on an otherwise idle
+# machine), at nice 10 (run the script itself without nice: nice adds up). It prints the surviving mutants and the score: mutants killed (a test
 # failed or timed out) / mutants checked.
 # Inspect one survivor with: (cd /tmp/tvlars-mutation/MODULE && mutmut show NAME).
 # Optional GLOBS (mutmut's mutant names, e.g. "tvlars.schedules.x_polynomial*") check only
@@ -85,7 +85,7 @@ if [[ $module == loop-resume && ${#globs[@]} -eq 0 ]]; then
     echo "loop-resume: ${#globs[@]} mutants change the resume block"
 fi
 
-nice -n 10 mutmut run --max-children 1 "${globs[@]}"
+nice -n 10 mutmut run --max-children "${MUTATION_CHILDREN:-1}" "${globs[@]}"
 echo "surviving mutants (inspect one: cd $work && mutmut show NAME):"
 mutmut results
 # The score over the mutants this run checked: killed (or timed out) / checked.
