@@ -519,6 +519,18 @@ def barlow_twins_run(method, seed, probe, random_probe):
     return run
 
 
+def test_the_report_overview_counts_barlow_twins_epochs_as_pre_training_epochs():
+    from tvlars.experiments.report import _overview
+
+    runs = [make_run("WA-LARS", 4096, 10.0, 0, 90.0), barlow_twins_run("WA-LARS", 0, 60.0, 55.0)]
+    runs[1].epochs = 3
+    (line,) = [line for line in _overview(runs, {}) if line.startswith("Datasets")]
+    assert line == (
+        f"Datasets and epochs: barlow-twins / mnist1d (3 pre-training epochs), "
+        f"mnist1d ({runs[0].epochs} epochs)."
+    )
+
+
 def test_claim_one_compares_barlow_twins_arms_apart_from_classification():
     runs = [barlow_twins_run("WA-LARS", s, 60.0 + s, 55.0) for s in SEEDS]
     runs += [barlow_twins_run("TVLARS", s, 68.0 + s, 55.0) for s in SEEDS]

@@ -180,10 +180,17 @@ def _overview(runs, info) -> list[str]:
     seconds = sum(r.wall_seconds for r in runs if r.wall_seconds == r.wall_seconds)
     if seconds:
         lines.append(f"Training time summed over runs: {seconds / 60:.1f} min.")
-    settings = sorted({(r.dataset, r.epochs) for r in runs})
+    settings = sorted({(r.task, r.dataset, r.epochs) for r in runs if r.task != "?"})
     if settings:
         lines.append(
-            "Datasets and epochs: " + ", ".join(f"{d} ({e} epochs)" for d, e in settings) + "."
+            "Datasets and epochs: "
+            + ", ".join(
+                f"{d} ({e} epochs)"
+                if task == "classification"
+                else f"{task} / {d} ({e} pre-training epochs)"
+                for task, d, e in settings
+            )
+            + "."
         )
     failed = [r for r in runs if r.state == "failed"]
     for r in failed[:10]:
