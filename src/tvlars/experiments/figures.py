@@ -134,7 +134,11 @@ def warmup(runs: list[Run], out: Path) -> list[Path]:
         return []
     plt = _pyplot()
     fig, axes = plt.subplots(
-        1, len(batches), figsize=(4.2 * len(batches), 3.8), squeeze=False, layout="constrained"
+        1,
+        len(batches),
+        figsize=(max(4.2 * len(batches), 7.0), 3.8),
+        squeeze=False,
+        layout="constrained",
     )
     for ax, batch in zip(axes[0], batches, strict=True):
         for wa, nowa in pairs:
@@ -203,7 +207,11 @@ def lambda_ablation(runs: list[Run], out: Path) -> list[Path]:
         return []
     plt = _pyplot()
     fig, axes = plt.subplots(
-        2, len(panels), figsize=(4.4 * len(panels), 7), squeeze=False, layout="constrained"
+        2,
+        len(panels),
+        figsize=(max(4.4 * len(panels), 5.2), 7),
+        squeeze=False,
+        layout="constrained",
     )
     for column, key in enumerate(panels):
         batch, lr, literal, note = key
@@ -241,7 +249,11 @@ def lr_ablation(runs: list[Run], out: Path) -> list[Path]:
         return []
     plt = _pyplot()
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(4.6 * len(panels), 4), squeeze=False, layout="constrained"
+        1,
+        len(panels),
+        figsize=(max(4.6 * len(panels), 6.4), 4),
+        squeeze=False,
+        layout="constrained",
     )
     for ax, batch in zip(axes[0], panels, strict=True):
         for name, lrs in sorted(series[batch].items()):

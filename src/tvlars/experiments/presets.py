@@ -9,7 +9,7 @@
   ResNet-34 on Tiny ImageNet. For GPUs and the data (``--data-dir``).
 - ``ablation-lambda``, ``ablation-lr``, ``ablation-init``: Section VI-C (Figures 6-8) on
   the CPU-scale protocol; ``paper-ablation-*`` on the paper's.
-- ``cpu``: the whole study on MNIST-1D in about 45 minutes on 2 cores; ``quick``: the
+- ``cpu``: the whole study on MNIST-1D in about 32 minutes on 2 cores; ``quick``: the
   paper's question at the largest batch (16384, LR 19): WA-LARS, both LAMBs and TVLARS,
   three paired seeds, 12 epochs, in about 3 minutes.
 
