@@ -16,6 +16,8 @@ from tvlars.experiments.claims import (
     PART,
     UNDECIDED_VERDICT,
     UNTESTED,
+    Comparison,
+    _margin_note,
     claim_higher_lr_better,
     claim_init_irrelevant,
     claim_lamb_weak,
@@ -24,6 +26,7 @@ from tvlars.experiments.claims import (
     claim_tvlars_beats_lars,
     claim_tvlars_converges_faster,
     combine,
+    deciding,
     epoch_margin,
 )
 from tvlars.experiments.grid import method_settings
@@ -256,6 +259,53 @@ def test_lamb_below_at_every_lr_holds_only_in_part():
     claim = claim_lamb_weak(lamb_runs((10.0, 10.0, 10.0), (10.0, 10.0, 10.0)))
     assert claim.by_arm["WA-LAMB"] == PART
     assert any("weak at every LR" in line for line in claim.evidence)
+
+
+def test_lamb_is_judged_at_the_largest_batch_size_it_ran():
+    # Level with WA-LARS at 1024 (where the paper has LAMB close too); at 16384 far below
+    # at the smallest LR and level at the largest: the claim's pattern, so it holds.
+    runs = lamb_runs((20.0, 45.0, 80.0), (20.0, 45.0, 80.0))
+    for lr in (2.0, 4.0):
+        runs += arm_runs("WA-LARS", 1024, lr, (80.0, 82.0, 81.0))
+        runs += arm_runs("WA-LAMB", 1024, lr, (80.0, 82.0, 81.0))
+    claim = claim_lamb_weak(runs)
+    assert claim.by_arm["WA-LAMB"] == HOLDS
+    assert any("at B=16384 below WA-LARS at the smallest LR" in line for line in claim.evidence)
+
+
+def test_an_evidence_line_marks_diverged_runs_only_when_some_diverged():
+    runs = arm_runs("TVLARS", 1024, 4.0, (85.0, 86.0, 87.0))
+    runs += arm_runs("WA-LARS", 1024, 4.0, (80.0, 81.0, 82.0))
+    (line,) = [e for e in claim_tvlars_beats_lars(runs).evidence if "B=1024" in e]
+    assert "diverged" not in line
+    runs[0] = make_run("TVLARS", 1024, 4.0, 0, 85.0, diverged=True)
+    (line,) = [e for e in claim_tvlars_beats_lars(runs).evidence if "B=1024" in e]
+    assert "(diverged: 1 vs 0);" in line
+
+
+def test_deciding_says_which_comparisons_decide():
+    def comparison(where, seeds):
+        result = paired({s: 1.0 + s for s in range(seeds)}, {s: 0.0 for s in range(seeds)}, 1.0)
+        return Comparison(where, result, 1024)
+
+    three, one, other_three = comparison("a", 3), comparison("b", 1), comparison("c", 3)
+    assert deciding([]) == ([], "")
+    assert deciding([one]) == ([one], "no comparison has 3 paired seeds: nothing is decided")
+    assert deciding([three, one, other_three]) == (
+        [three, other_three],
+        "decided by the settings with 3+ paired seeds (a; c); the others are indications",
+    )
+    assert deciding([three, other_three]) == (
+        [three, other_three],
+        "decided by 2 setting(s), each with 3+ paired seeds",
+    )
+
+
+def test_the_margin_note_names_the_margin_in_its_unit():
+    start = "a comparison decides only when the 95% Student t interval of the per-seed "
+    assert _margin_note(1.0) == start + "differences clears ±1 point"
+    assert _margin_note(0.5) == start + "differences clears ±0.5 points"
+    assert _margin_note(1.5, "epochs") == start + "differences clears ±1.5 epochs"
 
 
 def test_lamb_level_with_lars_at_the_smallest_lr_does_not_hold():

@@ -144,7 +144,7 @@ def accuracies(runs: list[Run]) -> dict[int, float]:
     return by_seed((r.seed, r.final_acc) for r in runs)
 
 
-def compare_accuracy(where: str, a: list[Run], b: list[Run], batch: int = 0) -> Comparison:
+def compare_accuracy(where: str, a: list[Run], b: list[Run], batch: int) -> Comparison:
     return Comparison(where, paired(accuracies(a), accuracies(b), ACCURACY_MARGIN), batch)
 
 
