@@ -61,6 +61,7 @@ def make_run(
     diverged=False,
     curve=None,
     optimizer_lr=None,
+    excluded=1.0,
 ):
     """A finished classification run whose test accuracy climbs to ``accuracy`` over the
     first half (``curve`` overrides it)."""
@@ -84,7 +85,7 @@ def make_run(
         tv_decay=tv_decay,
         plan_lmbda=lmbda,
         paper_lambda=paper_lambda,
-        excluded_lr_scale=1.0,
+        excluded_lr_scale=excluded,
         epochs=EPOCHS,
         steps_per_epoch=50_000 // batch,
         final_acc=accuracy,

@@ -48,10 +48,12 @@ case $module in
         tests=(tests/test_train.py -k "killed_run_resumes and lars or another_run") ;;
     claims)
         source=src/tvlars/experiments/claims.py
-        tests=(tests/test_experiments_claims.py tests/test_experiments_report.py) ;;
+        tests=(tests/test_experiments_claims.py tests/test_experiments_claims_text.py
+               tests/test_experiments_report.py) ;;
     stats)
         source=src/tvlars/experiments/stats.py
-        tests=(tests/test_experiments_claims.py tests/test_experiments_report.py) ;;
+        tests=(tests/test_experiments_claims.py tests/test_experiments_claims_text.py
+               tests/test_experiments_report.py) ;;
     *)
         echo "error: unknown module '$module': choose schedules, config, loop-resume, claims or stats" >&2
         exit 2 ;;
