@@ -197,6 +197,7 @@ def test_claim_one_names_the_headline_setting_only_when_settings_disagree():
     runs += arm_runs("WA-LARS", 1024, 4.0, (85.0, 86.0, 87.5))
     runs += arm_runs("TVLARS", 1024, 4.0, (91.0, 92.5, 93.0), **PAPER_SHAPE)
     claim = claim_tvlars_beats_lars(runs)
+    assert claim.evidence[0] == "**TVLARS λ=0.0001, mnist1d, excluded LR x1:**"
     assert [line.split(":")[-1] for line in claim.evidence if line.startswith("  - decided")] == [
         " holds",
         " holds",
