@@ -29,6 +29,18 @@ NESTEROV = {
     )
 }
 
+# The clipping options, each set so that it acts on these weights and gradients (LARC caps
+# trust ratios near 10; the gradients' global norm is about 140).
+CLIPPING = {
+    "lars-trust-clip": lambda params, **path: LARS(
+        params, lr=0.7, eta=10.0, trust_clip=True, **path
+    ),
+    "tvlars-trust-clip": lambda params, **path: TVLARS(
+        params, lr=0.7, lmbda=0.3, eta=10.0, trust_clip=True, **path
+    ),
+    "lamb-max-grad-norm": lambda params, **path: LAMB(params, lr=0.05, max_grad_norm=10.0, **path),
+}
+
 
 def run(
     name: str, device: str, steps: int = 3, lay_out=None, gather=None, **path
@@ -41,7 +53,7 @@ def run(
     weights = [torch.randn(s, generator=generator) for s in SHAPES]
     grads = [[torch.randn(s, generator=generator) for s in SHAPES] for _ in range(steps)]
     params = [torch.nn.Parameter(lay_out(w.to(device))) for w in weights]
-    optimizer = {**OPTIMIZERS, **NESTEROV}[name](params, **path)
+    optimizer = {**OPTIMIZERS, **NESTEROV, **CLIPPING}[name](params, **path)
     for step_grads in grads:
         for param, grad in zip(params, step_grads):
             param.grad = lay_out(grad.to(device))
@@ -57,6 +69,24 @@ def test_gpu_paths_give_the_cpu_reference_numbers(name, path):
     expected = run(name, "cpu", foreach=False)
     for ours, reference in zip(run(name, "cuda", **GPU_PATHS[path]), expected):
         torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["foreach", "default"])
+@pytest.mark.parametrize("name", CLIPPING)
+def test_the_clipping_options_give_the_cpu_reference_numbers_on_the_gpu(name, path):
+    expected = run(name, "cpu", foreach=False)
+    for ours, reference in zip(run(name, "cuda", **GPU_PATHS[path]), expected):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", CLIPPING)
+def test_the_clipping_options_never_synchronize_with_the_host(name):
+    params = [torch.randn(s, device="cuda", requires_grad=True) for s in SHAPES]
+    for param in params:
+        param.grad = torch.randn_like(param)
+    optimizer = CLIPPING[name](params, foreach=True)
+    step_three_times_without_a_sync(optimizer)
+    assert optimizer.param_groups[0]["step"] == 4
 
 
 def test_the_gpu_multi_tensor_nesterov_step_gives_the_cpu_reference_numbers():
