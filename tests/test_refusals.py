@@ -274,6 +274,43 @@ def test_a_checkpoint_whose_states_do_not_fit_the_model_is_refused_with_the_way_
     assert snapshot(unfinished_run) == before
 
 
+def _refused_training_worker(rank: int, port: int, out: str, cache: str, reports: str) -> None:
+    """One torchrun process of ``tvlars train``; writes how it ended to reports/<rank>."""
+    from processes import join_as_torchrun_rank
+
+    join_as_torchrun_rank(rank, port, TVLARS_CACHE=cache, OMP_NUM_THREADS="1")
+    try:
+        main(["train", *TINY, "--out", out])
+        ending = "trained"
+    except SystemExit as error:
+        ending = f"exit {error.code}: {error}"
+    Path(reports, str(rank)).write_text(ending)
+
+
+def test_under_torchrun_a_refusal_stops_every_process_with_status_2(tmp_path):
+    """Only the main process checks the run folder; the others must hear its refusal and
+    stop too (rather than wait for it forever at the first collective)."""
+    import torch.multiprocessing as mp
+    from processes import free_port
+
+    out = tmp_path / "run"
+    (out / "checkpoint.pt").mkdir(parents=True)  # a folder where the checkpoint goes
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    args = (free_port(), str(out), os.environ["TVLARS_CACHE"], str(reports))
+    context = mp.start_processes(
+        _refused_training_worker, args=args, nprocs=2, join=False, start_method="spawn"
+    )
+    deadline = time.monotonic() + 180
+    while not context.join(timeout=5):
+        assert time.monotonic() < deadline, "a process still waits: the refusal did not reach it"
+    endings = {path.name: path.read_text() for path in reports.iterdir()}
+    assert set(endings) == {"0", "1"}
+    for ending in endings.values():
+        assert ending.startswith("exit 2: tvlars train: ")
+        assert f"{out / 'checkpoint.pt'} is not a file" in ending
+
+
 def test_restart_starts_a_run_with_a_damaged_checkpoint_over(unfinished_run, capsys):
     (unfinished_run / "checkpoint.pt").write_bytes(b"")
     assert main(["train", *TINY, "--out", str(unfinished_run), "--restart"]) == 0
