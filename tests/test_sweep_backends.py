@@ -68,3 +68,68 @@ def test_a_cell_travels_to_torchrun_as_json_and_keeps_its_run_id(tmp_path):
     moved = task_to_json(task) | {"folder": str(tmp_path / "runs" / "0123456789ab")}
     with pytest.raises(ValueError, match="describes run .*, not 0123456789ab"):
         task_from_json(moved)
+
+
+# -- the SLURM backend's --out: on storage every node sees -----------------------------------
+
+
+def mount_table(tmp_path, *mounts: tuple[str, str]):
+    """A /proc/self/mounts of (mount point, filesystem type) lines."""
+    table = tmp_path / "mounts"
+    table.write_text(
+        "".join(f"dev{i} {point.replace(' ', chr(92) + '040')} {kind} rw 0 0\n"
+                for i, (point, kind) in enumerate(mounts))
+    )  # fmt: skip
+    return table
+
+
+def test_the_filesystem_of_a_folder_is_that_of_its_longest_mount_point(tmp_path):
+    from tvlars.experiments.backends.shared_storage import filesystem_type
+
+    table = mount_table(
+        tmp_path, ("/", "ext4"), ("/scratch", "lustre"), ("/scratch/my lab", "nfs4")
+    )
+    assert filesystem_type("/scratch/x/y", table) == "lustre"
+    assert filesystem_type("/scratch/my lab/sweeps", table) == "nfs4"
+    assert filesystem_type("/scratchpad", table) == "ext4"
+    assert filesystem_type("/scratch", tmp_path / "no such table") is None
+
+
+def test_a_slurm_sweep_folder_in_memory_is_refused_naming_the_fix(tmp_path):
+    from tvlars.experiments.backends import BackendError
+    from tvlars.experiments.backends.shared_storage import check_shared
+
+    table = mount_table(tmp_path, ("/", "ext4"), ("/dev/shm", "tmpfs"))
+    with pytest.raises(BackendError, match="on tmpfs, held in this machine's memory") as refused:
+        check_shared("/dev/shm/sweep", table)
+    assert "storage every node mounts" in str(refused.value)
+
+
+@pytest.mark.parametrize("kind", ["nfs4", "lustre", "gpfs", "beegfs", "fuse.sshfs"])
+def test_a_slurm_sweep_folder_on_shared_storage_passes(tmp_path, kind):
+    from tvlars.experiments.backends.shared_storage import check_shared
+
+    table = mount_table(tmp_path, ("/", "ext4"), ("/home", kind))
+    assert check_shared("/home/me/sweeps/cpu", table) is None
+
+
+def test_a_slurm_sweep_folder_on_a_local_disk_gets_a_warning(tmp_path):
+    from tvlars.experiments.backends.shared_storage import check_shared
+
+    table = mount_table(tmp_path, ("/", "xfs"))
+    warning = check_shared("/data/sweeps", table)
+    assert warning.startswith("[sweep] warning: --out /data/sweeps is on a filesystem of type xfs")
+
+
+def test_tvlars_sweep_on_slurm_refuses_an_out_in_memory_before_submitting(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    from tvlars.experiments.backends import shared_storage, slurm
+
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(shared_storage, "MOUNTS", mount_table(tmp_path, ("/", "tmpfs")))
+    out = tmp_path / "sweep"
+    with pytest.raises(SystemExit) as refused:
+        main(["sweep", "quick", "--out", str(out), "--backend", "slurm"])
+    assert refused.value.code == 2
+    assert f"--out {out} is on tmpfs" in str(refused.value)
+    assert not (out / slurm.JOBS_FILE).exists()

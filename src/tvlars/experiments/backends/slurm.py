@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from tvlars.experiments.backends import BackendError, require_engine
+from tvlars.experiments.backends.shared_storage import check_shared
 from tvlars.experiments.cell_run import (
     CellResult,
     CellTask,
@@ -139,6 +140,8 @@ class SlurmBackend:
         if cpus < 1 or gpus < 0:
             raise ValueError("--cpus-per-cell must be >= 1 and --slurm-gpus-per-node >= 0")
         self.out = Path(out).absolute()
+        # The array's tasks run on other nodes: --out must be on storage they all see.
+        self.storage_warning = check_shared(self.out) if cluster == "slurm" else None
         self.cluster, self.cpus, self.gpus, self.threads = cluster, cpus, gpus, cpus
         self.partition, self.account, self.options = partition, account, dict(options or {})
         self.timeout_min = parse_time(time_limit)
@@ -222,6 +225,8 @@ class SlurmBackend:
             ids = sorted({recorded[r]["job_id"].split("_")[0] for r in in_flight})
             log(f"[sweep] {len(in_flight)} cell(s) still in job(s) {', '.join(ids)}")
         if to_submit:
+            if self.storage_warning:
+                log(self.storage_warning)
             for run_id, job_id in self._submit(to_submit, log).items():
                 recorded[run_id] = {"job_id": job_id, "cluster": self.cluster}
                 in_flight[run_id] = next(t for t in to_submit if t.cell.run_id() == run_id)
