@@ -211,6 +211,32 @@ def test_paper_numbers_appear_beside_ours_on_the_papers_datasets(tmp_path):
     assert {float(r["paper_acc"]) for r in rows} == {74.64, 78.92}
 
 
+def test_the_report_counts_each_methods_highest_findings_then_lists_each_run(sweep):
+    from collections import Counter
+
+    from tvlars.telemetry import diagnose
+    from tvlars.telemetry.diagnosis import highest
+
+    expected: dict[str, Counter] = {}
+    for folder in sorted((sweep / "runs").iterdir()):
+        if (folder / "layers.csv").exists():
+            method = json.loads((folder / "cell.json").read_text())["method"]
+            top = highest(diagnose(folder))
+            kind = f"{top.severity}: {top.rule}" if top else "no finding"
+            expected.setdefault(method, Counter())[kind] += 1
+    # Seed 0 of each LARS-type method has telemetry, at two batch sizes.
+    assert set(expected) == {"WA-LARS", "NOWA-LARS", "TVLARS"}
+    text = write_report(sweep, figures=False).path.read_text()
+    section = text.split("## Per-layer norms")[1].split("## Figures")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0] == "| method | runs | highest finding: runs |"
+    for row, method in zip(rows[1:], sorted(expected), strict=True):
+        ordered = sorted(expected[method].items(), key=lambda item: (-item[1], item[0]))
+        counts = "; ".join(f"{kind}: {n}" for kind, n in ordered)  # most runs first
+        assert row == f"| {method} | {sum(expected[method].values())} | {counts} |"
+    assert sum(line.startswith("- `") for line in section.splitlines()) == 6
+
+
 def test_figures_are_drawn_only_when_their_runs_exist(sweep, tmp_path_factory):
     write_report(sweep)
     for name in (

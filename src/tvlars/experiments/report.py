@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,23 +199,38 @@ def _overview(runs, info) -> list[str]:
 
 
 def _diagnosis_digests(runs) -> list[str]:
-    """One line per run with telemetry: its highest finding (``tvlars diagnose RUN`` gives
+    """The runs' highest findings counted by method (and task, where not classification),
+    then one line per run with telemetry: its highest finding (``tvlars diagnose RUN`` gives
     them all)."""
     from tvlars.telemetry import DiagnoseInputError, diagnose
-    from tvlars.telemetry.diagnosis import digest
+    from tvlars.telemetry.diagnosis import digest, highest
 
-    lines = []
+    lines: list[str] = []
+    by_method: dict[str, Counter] = defaultdict(Counter)
     for r in runs:
         if not (r.folder / "layers.csv").exists():
             continue
         try:
-            text = digest(diagnose(r.folder))
+            findings = diagnose(r.folder)
+            text, top = digest(findings), highest(findings)
+            kind = f"{top.severity}: {top.rule}" if top else "no finding"
         except DiagnoseInputError as error:
-            text = f"unreadable: {error}"
+            text, kind = f"unreadable: {error}", "unreadable"
+        by_method[r.method if r.task == "classification" else f"{r.method} ({r.task})"][kind] += 1
         lines.append(
             f"- `{r.run_id}` {r.method} B={r.batch_size} lr {r.lr:g} seed {r.seed}: {text}"
         )
-    return lines or ["(no run has layers.csv)"]
+    if not lines:
+        return ["(no run has layers.csv)"]
+    table = ["| method | runs | highest finding: runs |", "|---|---:|---|"]
+    for method, counts in sorted(by_method.items()):
+        ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        table.append(
+            f"| {method} | {sum(counts.values())} | "
+            + "; ".join(f"{kind}: {n}" for kind, n in ordered)
+            + " |"
+        )
+    return [*table, "", "Each run:", "", *lines]
 
 
 def _claims(claims) -> list[str]:
