@@ -48,13 +48,10 @@ def _done(runs: list[Run]) -> list[Run]:
     ]
 
 
-def _named(name: str, run: Run) -> str:
-    """``name`` with the run's differing settings, so that they label and key a series."""
-    return f"{name} [{run.setting_note}]" if run.setting_note else name
-
-
-def _titled(title: str, note: str) -> str:
-    return f"{title} [{note}]" if note else title
+def _titled(text: str, note: str) -> str:
+    """``text`` with a series' or panel's differing settings (a ``setting_note``), which
+    label it and keep it apart."""
+    return f"{text} [{note}]" if note else text
 
 
 def _curve(runs: list[Run], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -243,7 +240,7 @@ def lr_ablation(runs: list[Run], out: Path) -> list[Path]:
         lambda: defaultdict(lambda: defaultdict(list))
     )
     for r in _main_setting(_done(runs)):
-        series[r.batch_size][_named(arm(r), r)][r.lr].append(r)
+        series[r.batch_size][_titled(arm(r), r.setting_note)][r.lr].append(r)
     panels = sorted(b for b, arms in series.items() if any(len(lrs) >= 2 for lrs in arms.values()))
     if not panels:
         return []
@@ -283,7 +280,8 @@ def init_ablation(runs: list[Run], out: Path) -> list[Path]:
     )
     for r in _done(runs):
         if r.excluded_lr_scale == 1.0:
-            series[r.batch_size][_named(f"{arm(r)}, lr {r.lr:g}", r)][r.init].append(r)
+            name = _titled(f"{arm(r)}, lr {r.lr:g}", r.setting_note)
+            series[r.batch_size][name][r.init].append(r)
     panels = sorted(b for b, arms in series.items() if any(len(i) >= 2 for i in arms.values()))
     if not panels:
         return []
