@@ -247,17 +247,23 @@ def test_the_sweep_folder_defaults_to_sweeps_slash_the_grid_name(tmp_path, capsy
     assert "report: sweeps/tiny-grid/report.md" in capsys.readouterr().out
 
 
-def test_a_barlow_twins_cell_pretrains_and_evaluates_when_pretrain_is_installed(tmp_path):
+def barlow_twins_cell(method: str):
+    """A one-epoch Barlow Twins cell (one epoch of linear probing) on 1,000 signals."""
     pytest.importorskip("tvlars.pretrain")
     spec = SweepSpec(
         name="bt",
-        methods=("TVLARS",),
+        methods=(method,),
         batches={128: (1.0,)},
         tasks=("barlow-twins",),
         base=dict(TINY, epochs=1),
         pretrain={"eval_epochs": 1},
     )
     (cell,) = expand(spec)
+    return cell
+
+
+def test_a_barlow_twins_cell_pretrains_and_evaluates_when_pretrain_is_installed(tmp_path):
+    cell = barlow_twins_cell("TVLARS")
     assert cell.run_id().startswith("bt-")
     outcome = run_sweep([cell], tmp_path, log=quiet)
     assert outcome.counts() == {"finished": 1}, (tmp_path / "runs").glob("*/error.txt")
@@ -270,18 +276,9 @@ def test_a_barlow_twins_cell_pretrains_and_evaluates_when_pretrain_is_installed(
 
 
 def test_the_report_reads_a_finished_barlow_twins_cell_with_its_probe_accuracy(tmp_path):
-    pytest.importorskip("tvlars.pretrain")
     from tvlars.experiments.records import read_runs
 
-    spec = SweepSpec(
-        name="bt",
-        methods=("WA-LARS",),
-        batches={128: (1.0,)},
-        tasks=("barlow-twins",),
-        base=dict(TINY, epochs=1),
-        pretrain={"eval_epochs": 1},
-    )
-    (cell,) = expand(spec)
+    cell = barlow_twins_cell("WA-LARS")
     assert run_sweep([cell], tmp_path, log=quiet).counts() == {"finished": 1}
     summary = json.loads((cell_folder(tmp_path, cell) / "summary.json").read_text())
     (run,) = read_runs(tmp_path)
