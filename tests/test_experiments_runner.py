@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 from processes import free_port, join_as_torchrun_rank
@@ -131,52 +133,45 @@ def test_the_lock_is_released_when_a_sweep_is_interrupted(tmp_path):
         pass
 
 
-def test_a_second_sweep_on_a_locked_folder_refuses(tmp_path):
+@contextlib.contextmanager
+def another_process_holds_the_sweep_lock(folder) -> Iterator[int]:
+    """A second process holding ``folder``'s sweep lock for the block; yields its pid."""
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import sys, time; from tvlars.experiments.lock import sweep_lock\n"
-            f"with sweep_lock({str(tmp_path)!r}):\n    print('locked', flush=True); time.sleep(60)",
+            f"with sweep_lock({str(folder)!r}):\n    print('locked', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_second_sweep_on_a_locked_folder_refuses(tmp_path):
+    with another_process_holds_the_sweep_lock(tmp_path):
         fake = FakeRunner()
         with pytest.raises(SweepLocked, match="in use by another sweep"):
             run_sweep(tiny_cells(), tmp_path, execute=fake, log=quiet)
         assert fake.calls == []
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_tvlars_sweep_on_a_locked_folder_exits_with_status_2_naming_the_holder(tmp_path):
     from tvlars.cli import main
 
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from tvlars.experiments.lock import sweep_lock\n"
-            f"with sweep_lock({str(tmp_path)!r}):\n    print('locked', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with another_process_holds_the_sweep_lock(tmp_path) as holder_pid:
         with pytest.raises(SystemExit) as refused:
             main(["sweep", "quick", "--out", str(tmp_path), "--no-report"])
         assert refused.value.code == 2
         assert "in use by another sweep" in str(refused.value)
-        assert f"pid {holder.pid}" in str(refused.value)
+        assert f"pid {holder_pid}" in str(refused.value)
         assert not list((tmp_path / "runs").iterdir())
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_real_cell_trains_and_a_raising_cell_leaves_its_traceback(tmp_path):
